@@ -1,0 +1,27 @@
+// File-system helpers. The rule everywhere in t4g: nothing half-written is left behind.
+// Writers produce `<path>.tmp-<pid>-<n>` in the same folder and rename it over `path` when
+// complete (rename is atomic within a file system); a failure removes the temporary.
+#pragma once
+
+#include <functional>
+#include <string>
+
+namespace t4g {
+
+// A temporary sibling name for `path`, unique within this process.
+std::string temp_path_for(const std::string& path);
+
+// Calls write(tmp) with a temporary path next to `path`, then renames tmp to `path`.
+// If write throws, the temporary is removed and the exception propagates.
+void write_atomically(const std::string& path, const std::function<void(const std::string& tmp)>& write);
+
+// Writes `bytes` to `path` atomically.
+void write_file_atomically(const std::string& path, const std::string& bytes);
+
+// Whole file as bytes; throws t4g::Error naming the file when it cannot be read.
+std::string read_file(const std::string& path);
+
+// Creates the folder and its parents; throws t4g::Error naming it on failure.
+void make_dirs(const std::string& path);
+
+}  // namespace t4g
