@@ -76,4 +76,8 @@ if(T4G_HAVE_NCCL_INT)
   target_include_directories(t4g_deps SYSTEM INTERFACE ${_t4g_nccl_include})
   target_link_libraries(t4g_deps INTERFACE ${T4G_NCCL_LIBRARY})
 endif()
+# libtorch.so (torch 2.11 wheel) exports a partial copy of std::filesystem (remove_all, ...)
+# that crashes when called from our code. Name libstdc++ before libtorch on every link line so
+# the dynamic linker binds those symbols to the system libstdc++ (first DT_NEEDED wins).
+target_link_options(t4g_deps INTERFACE "LINKER:--push-state,--no-as-needed,-lstdc++,--pop-state")
 target_compile_options(t4g_deps INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wno-unused-parameter>)
