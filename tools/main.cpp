@@ -25,6 +25,11 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("t4g ") + T4G_VERSION + " (torch " + T4G_TORCH_VERSION + ")");
   app.require_subcommand(1);
   // Subcommands, one line each (tools/commands.h):
+  t4g::tools::register_prepare(app);
+  // Until register_inspect lands: a bare `inspect` parent for `inspect shards`.
+  CLI::App* inspect = app.add_subcommand("inspect", "Summarise files: shard datasets");
+  inspect->require_subcommand(1);
+  t4g::tools::register_inspect_shards(*inspect);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
