@@ -13,7 +13,8 @@ using t4g::testing::run_command;
 TEST(DataCli, PrepareInspectAndResume) {
   t4g::testing::TempDir dir;
   const std::string out = dir.file("ds");
-  const std::string prepare = program("t4g") + " prepare --out " + out +
+  // The summary is an info line; ctest runs with T4G_LOG_LEVEL=warn.
+  const std::string prepare = "T4G_LOG_LEVEL=info " + program("t4g") + " prepare --out " + out +
                               " --synthetic 3 --frames 4 --height 32 --width 48 --jobs 2 --videos-per-shard 2";
   auto r = run_command(prepare);
   ASSERT_EQ(r.exit_code, 0) << r.err;
