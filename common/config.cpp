@@ -95,7 +95,7 @@ template <typename T>
 const char* type_name();
 template <> const char* type_name<bool>() { return "a bool"; }
 template <> const char* type_name<int64_t>() { return "an integer"; }
-template <> const char* type_name<double>() { return "a number"; }
+template <> [[maybe_unused]] const char* type_name<double>() { return "a number"; }
 template <> const char* type_name<std::string>() { return "a string"; }
 
 template <typename T>

@@ -156,4 +156,10 @@ std::string file_name(const std::string& path) {
   return slash == std::string::npos ? p : p.substr(slash + 1);
 }
 
+std::string file_stem(const std::string& path) {
+  const std::string name = file_name(path);
+  const auto dot = name.rfind('.');
+  return (dot == std::string::npos || dot == 0) ? name : name.substr(0, dot);
+}
+
 }  // namespace t4g

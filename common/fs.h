@@ -49,5 +49,6 @@ std::string make_temp_dir(const std::string& prefix);
 std::string path_join(const std::string& a, const std::string& b);
 std::string parent_path(const std::string& path);  // "a/b/c.txt" -> "a/b"; "c.txt" -> "."
 std::string file_name(const std::string& path);    // "a/b/c.txt" -> "c.txt"
+std::string file_stem(const std::string& path);    // "a/b/c.tar.gz" -> "c.tar"; "a/.x" -> ".x"
 
 }  // namespace t4g

@@ -2,6 +2,7 @@
 
 #include "common/fs.h"
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -22,6 +23,12 @@ std::string program(const std::string& name) { return std::string(T4G_BIN_DIR) +
 TempDir::TempDir() : path_(make_temp_dir("t4g-test-")) {}
 
 TempDir::~TempDir() { remove_all(path_); }
+
+int64_t modification_time_ns(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) throw std::runtime_error("cannot stat " + path);
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -2,6 +2,7 @@
 // running a program and capturing its output.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace t4g::testing {
@@ -31,6 +32,9 @@ struct CommandResult {
 };
 // Runs `command` through /bin/sh with stdout and stderr captured separately.
 CommandResult run_command(const std::string& command);
+
+// Last modification time of a file in nanoseconds (for "was it rewritten?" checks).
+int64_t modification_time_ns(const std::string& path);
 
 // Writes bytes to a file (binary).
 void write_file(const std::string& path, const std::string& bytes);

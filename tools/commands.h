@@ -10,5 +10,9 @@ namespace t4g::tools {
 void register_inspect(CLI::App& app);  // t4g inspect weights|shards PATH
 void register_config(CLI::App& app);   // t4g config show|doc|check
 void register_demo(CLI::App& app);     // t4g demo: the main job on the embedded tiny config
+void register_prepare(CLI::App& app);  // t4g prepare: videos -> HDF5 shards with tracks
+
+// Adds `shards DIR` under the `inspect` subcommand (whose parent app register_inspect makes).
+void register_inspect_shards(CLI::App& inspect);
 
 }  // namespace t4g::tools

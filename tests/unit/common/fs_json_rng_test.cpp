@@ -41,6 +41,8 @@ TEST(Fs, FoldersAndPaths) {
   EXPECT_EQ(parent_path("/c"), "/");
   EXPECT_EQ(file_name("a/b/c.txt"), "c.txt");
   EXPECT_EQ(file_name("a/b/"), "b");
+  EXPECT_EQ(file_stem("a/b/c.tar.gz"), "c.tar");
+  EXPECT_EQ(file_stem("a/.hidden"), ".hidden");
   EXPECT_EQ(path_join("a/", "b"), "a/b");
   EXPECT_EQ(path_join("a", "/abs"), "/abs");
 }
