@@ -287,6 +287,11 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   // 2. The header JSON: an object of tensor entries plus an optional __metadata__ string map.
   std::string header_text(header_length, '\0');
   if (header_length > 0) pread_exact(file.fd, &header_text[0], header_length, 8, path);
+  // nlohmann stops at a NUL byte as if the input ended there; JSON allows none anywhere (even in
+  // strings they must be escaped), and the reference rejects them as trailing characters.
+  const size_t nul = header_text.find('\0');
+  T4G_CHECK_CTX(nul == std::string::npos, file_ctx,
+                "safetensors header is not valid JSON: NUL byte at header offset ", nul);
   const ordered_json header = parse_header_json(header_text, path);
   if (!header.is_object()) {
     ErrorContext ctx = file_ctx;
@@ -642,15 +647,20 @@ void SafetensorsCheckpoint::open_index(const std::string& index_path) {
     listed[file].push_back(it.key());
   }
 
+  // Every listed shard must exist before any is opened: a missing file is the likelier mistake.
+  for (const auto& [file, names] : listed) {
+    ErrorContext ctx;
+    ctx.file = index_path;
+    ctx.tensor = names.front();
+    std::error_code ec;
+    T4G_CHECK_CTX(fs::is_regular_file(folder / file, ec), ctx, "shard file '", file, "' listed for ", names.size(),
+                  " tensor(s) does not exist");
+  }
   uint64_t total_bytes = 0;
   for (const auto& [file, names] : listed) {
     const std::string shard_path = (folder / file).string();
     ErrorContext ctx;
     ctx.file = index_path;
-    ctx.tensor = names.front();
-    std::error_code ec;
-    T4G_CHECK_CTX(fs::is_regular_file(shard_path, ec), ctx, "shard file '", file, "' listed for ", names.size(),
-                  " tensor(s) does not exist");
     auto shard = std::make_unique<SafetensorsFile>(shard_path);
     const std::set<std::string> expected(names.begin(), names.end());
     for (const auto& name : names) {
@@ -711,6 +721,8 @@ const SafetensorsFile& SafetensorsCheckpoint::owner(const std::string& name) con
 const TensorInfo& SafetensorsCheckpoint::info(const std::string& name) const { return owner(name).info(name); }
 
 torch::Tensor SafetensorsCheckpoint::tensor(const std::string& name) const { return owner(name).tensor(name); }
+
+const std::string& SafetensorsCheckpoint::file_of(const std::string& name) const { return owner(name).path(); }
 
 std::vector<std::string> SafetensorsCheckpoint::files() const {
   std::vector<std::string> out;

@@ -106,6 +106,8 @@ class SafetensorsCheckpoint {
   torch::Tensor tensor(const std::string& name) const;
   // The files the checkpoint is made of.
   std::vector<std::string> files() const;
+  // Path of the file (shard) that holds `name`.
+  const std::string& file_of(const std::string& name) const;
 
  private:
   const SafetensorsFile& owner(const std::string& name) const;
