@@ -64,6 +64,15 @@ int dtype_kind(torch::ScalarType t) {
   return 3;
 }
 
+// The safetensors spelling where there is one, so both sides of a mismatch read alike.
+std::string dtype_name(torch::ScalarType t) {
+  try {
+    return dtype_to_safetensors(t);
+  } catch (const Error&) {
+    return c10::toString(t);
+  }
+}
+
 std::string first_names(const std::vector<std::string>& names) {
   std::string out;
   for (size_t i = 0; i < names.size() && i < kNamesShown; ++i) out += (i ? ", " : "") + names[i];
@@ -212,7 +221,7 @@ ModuleLoadReport load_module_weights(torch::nn::Module& module, const Safetensor
     const torch::ScalarType source_type = dtype_from_safetensors(info.dtype);
     if (c10::IntArrayRef(info.shape) != target.sizes() || dtype_kind(source_type) != dtype_kind(target.scalar_type())) {
       report.mismatched.push_back(key + ": module " + shape_string(target.sizes()) + " " +
-                                  c10::toString(target.scalar_type()) + ", checkpoint " + shape_string(info.shape) +
+                                  dtype_name(target.scalar_type()) + ", checkpoint " + shape_string(info.shape) +
                                   " " + info.dtype);
       continue;
     }

@@ -63,7 +63,7 @@ struct ModuleLoadReport {
   std::vector<std::string> loaded;      // copied into the module
   std::vector<std::string> missing;     // in the module, not in the checkpoint
   std::vector<std::string> unexpected;  // in the checkpoint, not in the module
-  std::vector<std::string> mismatched;  // "name: module [4,3] float32, checkpoint [3,4] F16"
+  std::vector<std::string> mismatched;  // "name: module [4,3] F32, checkpoint [3,4] F16"
 
   bool ok() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
   // One line: counts plus the first few names of each list.
