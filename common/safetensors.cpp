@@ -250,7 +250,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   file_ctx.file = path;
 
   FileDescriptor file;
-  file.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  file.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // no hang on a FIFO
   T4G_CHECK_CTX(file.fd >= 0, file_ctx, "cannot open: ", std::strerror(errno));
   struct stat st {};
   T4G_CHECK_CTX(::fstat(file.fd, &st) == 0, file_ctx, "cannot stat: ", std::strerror(errno));

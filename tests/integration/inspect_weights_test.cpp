@@ -51,7 +51,7 @@ TEST(InspectWeights, ListsAPipeline) {
 }
 
 TEST(InspectWeights, JsonForFilesAndFolders) {
-  for (const std::string path : {fixture("safetensors/dtypes.safetensors"), fixture("safetensors/sharded"),
+  for (const std::string& path : {fixture("safetensors/dtypes.safetensors"), fixture("safetensors/sharded"),
                                  fixture("safetensors/sharded/diffusion_pytorch_model.safetensors.index.json")}) {
     const CommandResult r = inspect(path + " --json");
     ASSERT_EQ(r.exit_code, 0) << r.err;
