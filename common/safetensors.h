@@ -6,8 +6,13 @@
 // before any tensor is allocated, so a corrupt or hostile file gives one clear t4g::Error.
 // Reads are memory-mapped: a loaded tensor aliases the mapping, which stays alive while any
 // tensor uses it. Sharded folders (`*.safetensors.index.json` with a weight_map) are supported.
-// Validation matches the reference Rust crate (safetensors 0.8) and is stricter in one place:
-// a tensor name given twice in a header is an error (the reference keeps the last one).
+// Validation matches the reference Rust crate (safetensors 0.8): header length <= 1e8 and inside
+// the file, UTF-8 JSON object, known dtype, non-negative shape, exactly two offsets, begin <= end,
+// end - begin == numel * itemsize (overflow-checked), and the tensors tiling the data section with
+// no overlap, gap or trailing byte. Differences: a name given twice in a header is an error (the
+// reference silently keeps the last one); the sub-byte F4/F6_* dtypes are refused with a clear
+// message (torch has no element type for them; safetensors.torch cannot load them either).
+// Extra fields inside an entry are ignored, as the reference does.
 #pragma once
 
 #include <torch/torch.h>
