@@ -76,4 +76,9 @@ if(T4G_HAVE_NCCL_INT)
   target_include_directories(t4g_deps SYSTEM INTERFACE ${_t4g_nccl_include})
   target_link_libraries(t4g_deps INTERFACE ${T4G_NCCL_LIBRARY})
 endif()
+# libtorch.so exports its own (older, statically linked) copies of std::filesystem functions
+# (remove_all, rename, status, ...). Listed before libstdc++ in DT_NEEDED, they win symbol lookup,
+# get mixed with libstdc++'s directory iterators, and fs::remove_all crashes on a null call. Make
+# libstdc++ the first needed library so every program uses one implementation.
+target_link_options(t4g_deps INTERFACE "SHELL:-Wl,--push-state,--no-as-needed -lstdc++ -Wl,--pop-state")
 target_compile_options(t4g_deps INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wno-unused-parameter>)

@@ -7,7 +7,9 @@
 namespace t4g::tools {
 
 // Each adds one top-level subcommand (with its own subcommands, flags and --help).
-void register_inspect(CLI::App& app);  // t4g inspect weights|shards PATH
+// t4g inspect weights|shards PATH. Returns the `inspect` parent so other inspectors
+// (cmd_inspect_*.cpp) can add their own subcommand to it.
+CLI::App* register_inspect(CLI::App& app);
 void register_config(CLI::App& app);   // t4g config show|doc|check
 void register_demo(CLI::App& app);     // t4g demo: the main job on the embedded tiny config
 void register_prepare(CLI::App& app);  // t4g prepare: videos -> HDF5 shards with tracks

@@ -28,10 +28,7 @@ int main(int argc, char** argv) {
   t4g::tools::register_config(app);
   t4g::tools::register_demo(app);
   t4g::tools::register_prepare(app);
-  // Until register_inspect lands: a bare `inspect` parent for `inspect shards`.
-  CLI::App* inspect = app.add_subcommand("inspect", "Summarise files: shard datasets");
-  inspect->require_subcommand(1);
-  t4g::tools::register_inspect_shards(*inspect);
+  t4g::tools::register_inspect_shards(*t4g::tools::register_inspect(app));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -63,7 +63,7 @@ TEST(Json, ErrorsNameFileAndKey) {
     read_json(dir.file("bad.json"));
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("bad.json: invalid JSON"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("bad.json: not valid JSON"), std::string::npos) << e.what();
   }
   const Json j = parse_json(R"({"n": 3, "s": "x"})", "c.json");
   EXPECT_EQ(json_get<int>(j, "n", "c.json"), 3);
