@@ -25,6 +25,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("t4g ") + T4G_VERSION + " (torch " + T4G_TORCH_VERSION + ")");
   app.require_subcommand(1);
   // Subcommands, one line each (tools/commands.h):
+  t4g::tools::register_config(app);
+  t4g::tools::register_demo(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,125 @@
+#include "common/config.h"
+
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+
+namespace t4g {
+namespace {
+
+const char* kMinimal = "run:\n  name: t\n  out_dir: /tmp/t\n";
+
+// Runs parse_config and returns the error text ("" when it parsed).
+std::string parse_error(const std::string& yaml, const std::vector<ConfigOverride>& overrides = {}) {
+  try {
+    parse_config(yaml, "recipe.yaml", overrides);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Config, EmbeddedTinyParsesAndMatchesDefaults) {
+  const Config c = parse_config(embedded_tiny_config(), "<embedded>");
+  EXPECT_EQ(c.run.name, "tiny");
+  EXPECT_EQ(c.data.frames, 9);
+  EXPECT_EQ(c.model.device, DeviceKind::kCpu);
+  EXPECT_EQ(c.model.tiny.num_layers, 2);
+}
+
+TEST(Config, MissingKeysKeepDefaults) {
+  const Config c = parse_config(kMinimal, "recipe.yaml");
+  EXPECT_EQ(c.data.height, DataConfig{}.height);
+  EXPECT_EQ(c.model.dtype, DType::kFloat32);
+}
+
+TEST(Config, ReadsEveryType) {
+  const Config c = parse_config(std::string(kMinimal) +
+                                    "model:\n  dtype: bf16\n  gradient_checkpointing: true\n  path: /m\n"
+                                    "data:\n  frames: 49\n  synthetic:\n    videos: 7\n",
+                                "recipe.yaml");
+  EXPECT_EQ(c.model.dtype, DType::kBFloat16);
+  EXPECT_TRUE(c.model.gradient_checkpointing);
+  EXPECT_EQ(c.model.path, "/m");
+  EXPECT_EQ(c.data.frames, 49);
+  EXPECT_EQ(c.data.synthetic.videos, 7);
+}
+
+TEST(Config, UnknownKeyNamesPathFileAndLine) {
+  EXPECT_EQ(parse_error(std::string(kMinimal) + "data:\n  frame: 9\n"),
+            "recipe.yaml:5: data.frame: unknown key (`t4g config doc` lists every key)");
+  EXPECT_EQ(parse_error(std::string(kMinimal) + "trian:\n  lr: 1\n"),
+            "recipe.yaml:4: trian: unknown key (`t4g config doc` lists every key)");
+  EXPECT_EQ(parse_error(std::string(kMinimal) + "model:\n  tiny:\n    layers: 3\n"),
+            "recipe.yaml:6: model.tiny.layers: unknown key (`t4g config doc` lists every key)");
+}
+
+TEST(Config, WrongTypeNamesExpectedAndGot) {
+  EXPECT_EQ(parse_error(std::string(kMinimal) + "data:\n  frames: many\n"),
+            "recipe.yaml:5: data.frames: wrong type (expected an integer, got 'many')");
+  EXPECT_EQ(parse_error(std::string(kMinimal) + "data:\n  frames: 4.5\n"),
+            "recipe.yaml:5: data.frames: wrong type (expected an integer, got '4.5')");
+  EXPECT_EQ(parse_error(std::string(kMinimal) + "model:\n  gradient_checkpointing: maybe\n"),
+            "recipe.yaml:5: model.gradient_checkpointing: wrong type (expected a bool, got 'maybe')");
+  EXPECT_EQ(parse_error(std::string(kMinimal) + "data: [1, 2]\n"),
+            "recipe.yaml:4: data: wrong type (expected a mapping of keys, got a list)");
+  EXPECT_EQ(parse_error(std::string(kMinimal) + "model:\n  dtype: fp64\n"),
+            "recipe.yaml:5: model.dtype: not an allowed value (expected one of fp32|bf16, got fp64)");
+}
+
+TEST(Config, MissingRequiredKey) {
+  EXPECT_EQ(parse_error("run:\n  name: x\n"), "recipe.yaml: run.out_dir: missing required key");
+  EXPECT_EQ(parse_error(""), "recipe.yaml: run.name: missing required key");
+}
+
+TEST(Config, RangesAndCrossFieldRules) {
+  EXPECT_EQ(parse_error(std::string(kMinimal) + "data:\n  batch_size: 0\n"),
+            "recipe.yaml:5: data.batch_size: out of range (expected [1, 4096], got 0)");
+  EXPECT_EQ(parse_error(std::string(kMinimal) + "data:\n  frames: 10\n"),
+            "recipe.yaml: data.frames: CogVideoX's causal VAE needs 4k+1 frames (expected 4k+1 (1, 5, 9, ..., 49), got 10)");
+  EXPECT_EQ(parse_error(std::string(kMinimal) + "data:\n  height: 100\n"),
+            "recipe.yaml: data.height: not a multiple of 16 (VAE 8 x patch 2) (expected a multiple of 16, got 100)");
+}
+
+TEST(Config, InvalidYamlAndNonMapping) {
+  EXPECT_NE(parse_error("run: [unclosed\n").find("recipe.yaml:"), std::string::npos);
+  EXPECT_NE(parse_error("run: [unclosed\n").find("invalid YAML"), std::string::npos);
+  EXPECT_EQ(parse_error("- a\n- b\n"),
+            "recipe.yaml: a recipe must be a YAML mapping (expected a mapping of sections (run, model, data, ...), got ?)");
+}
+
+TEST(Config, OverridesApplyAndAreChecked) {
+  const Config c = parse_config(kMinimal, "recipe.yaml",
+                                {parse_override("data.frames=49"), parse_override("model.tiny.num_layers=4"),
+                                 parse_override("model.dtype=bf16")});
+  EXPECT_EQ(c.data.frames, 49);
+  EXPECT_EQ(c.model.tiny.num_layers, 4);
+  EXPECT_EQ(c.model.dtype, DType::kBFloat16);
+  // An override can supply a required key.
+  EXPECT_EQ(parse_config("run:\n  name: x\n", "r.yaml", {parse_override("run.out_dir=/o")}).run.out_dir, "/o");
+  EXPECT_EQ(parse_error(kMinimal, {parse_override("data.frams=49")}),
+            "--set data.frams: unknown key (`t4g config doc` lists every key)");
+  EXPECT_EQ(parse_error(kMinimal, {parse_override("data.frames=lots")}),
+            "--set data.frames: data.frames: wrong type (expected an integer, got 'lots')");
+  EXPECT_THROW(parse_override("novalue"), Error);
+  EXPECT_THROW(parse_override("=3"), Error);
+}
+
+TEST(Config, ShowRoundTrips) {
+  Config c = parse_config(kMinimal, "recipe.yaml", {parse_override("data.frames=13"), parse_override("model.device=cuda")});
+  const Config again = parse_config(to_yaml(c), "shown.yaml");
+  EXPECT_EQ(to_yaml(again), to_yaml(c));
+  EXPECT_EQ(again.data.frames, 13);
+  EXPECT_EQ(again.model.device, DeviceKind::kCuda);
+}
+
+TEST(Config, ReferenceListsEveryKey) {
+  const std::string doc = config_reference();
+  for (const char* key : {"`run.name`", "`model.tiny.num_layers`", "`data.synthetic.grid_step`", "`model.dtype`"}) {
+    EXPECT_NE(doc.find(key), std::string::npos) << key;
+  }
+  EXPECT_NE(doc.find("fp32 \\| bf16"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace t4g
