@@ -63,11 +63,6 @@ set(T4G_HAVE_OPENCV ${T4G_HAVE_OPENCV_INT})
 
 add_library(t4g_deps INTERFACE)
 add_library(t4g::deps ALIAS t4g_deps)
-# The torch wheel exports its own (statically linked, newer) copy of std::filesystem from
-# libtorch.so and libtorch_cpu.so. Listed first, it would interpose on ours and crash
-# (std::filesystem::remove_all jumps to a null address). Making libstdc++ the first NEEDED
-# library puts the system's definitions first in symbol lookup order.
-target_link_options(t4g_deps INTERFACE "LINKER:--push-state,--no-as-needed,-lstdc++,--pop-state")
 target_link_libraries(t4g_deps INTERFACE ${TORCH_LIBRARIES} yaml-cpp ${HDF5_C_LIBRARIES}
                       nlohmann_json::nlohmann_json Threads::Threads)
 target_include_directories(t4g_deps INTERFACE ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR}/generated)

@@ -1,16 +1,15 @@
 #include "tests/testing.h"
 
+#include "common/fs.h"
+
 #include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <stdexcept>
 
-namespace fs = std::filesystem;
 
 namespace t4g::testing {
 
@@ -20,22 +19,9 @@ std::string fixture(const std::string& relative) {
 
 std::string program(const std::string& name) { return std::string(T4G_BIN_DIR) + "/" + name; }
 
-TempDir::TempDir() {
-  std::random_device rd;
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    fs::path p = fs::temp_directory_path() / ("t4g-test-" + std::to_string(rd()));
-    if (fs::create_directory(p)) {
-      path_ = p.string();
-      return;
-    }
-  }
-  throw std::runtime_error("cannot create a temporary folder");
-}
+TempDir::TempDir() : path_(make_temp_dir("t4g-test-")) {}
 
-TempDir::~TempDir() {
-  std::error_code ec;
-  fs::remove_all(path_, ec);
-}
+TempDir::~TempDir() { remove_all(path_); }
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -1,7 +1,5 @@
 #include <gtest/gtest.h>
 
-#include <filesystem>
-
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/json.h"
@@ -10,8 +8,6 @@
 
 namespace t4g {
 namespace {
-
-namespace fs = std::filesystem;
 
 TEST(Fs, AtomicWriteLeavesNothingOnFailure) {
   testing::TempDir dir;
@@ -25,9 +21,28 @@ TEST(Fs, AtomicWriteLeavesNothingOnFailure) {
                Error);
   // The old content survives and no temporary is left behind.
   EXPECT_EQ(read_file(path), "first");
-  int entries = 0;
-  for (const auto& e : fs::directory_iterator(dir.path())) entries += e.exists();
-  EXPECT_EQ(entries, 1);
+  EXPECT_EQ(list_dir(dir.path()), std::vector<std::string>{"out.bin"});
+}
+
+TEST(Fs, FoldersAndPaths) {
+  testing::TempDir dir;
+  const std::string deep = path_join(dir.path(), "a/b/c");
+  make_dirs(deep);
+  EXPECT_TRUE(is_directory(deep));
+  write_file_atomically(path_join(deep, "f.txt"), "12345");
+  EXPECT_TRUE(is_regular_file(path_join(deep, "f.txt")));
+  EXPECT_EQ(file_size(path_join(deep, "f.txt")), 5u);
+  EXPECT_THROW(make_dirs(path_join(deep, "f.txt")), Error);  // a file is in the way
+  remove_all(path_join(dir.path(), "a"));
+  EXPECT_FALSE(path_exists(path_join(dir.path(), "a")));
+  remove_all(path_join(dir.path(), "a"));  // missing: no error
+  EXPECT_EQ(parent_path("a/b/c.txt"), "a/b");
+  EXPECT_EQ(parent_path("c.txt"), ".");
+  EXPECT_EQ(parent_path("/c"), "/");
+  EXPECT_EQ(file_name("a/b/c.txt"), "c.txt");
+  EXPECT_EQ(file_name("a/b/"), "b");
+  EXPECT_EQ(path_join("a/", "b"), "a/b");
+  EXPECT_EQ(path_join("a", "/abs"), "/abs");
 }
 
 TEST(Fs, ReadMissingFileNamesIt) {
