@@ -12,20 +12,19 @@ namespace {
 
 void check_qkv(const torch::Tensor& t, const char* name, int64_t text_len, const TokenGrid& grid) {
   T4G_CHECK(t.dim() == 4, name, " must be [B, heads, tokens, head_dim], got ", t.sizes());
-  T4G_CHECK(t.size(2) == text_len + grid.video_tokens(), name, " has ", t.size(2), " tokens, expected text ",
-            text_len, " + video ", grid.video_tokens(), " (grid ", grid.frames, "x", grid.height, "x", grid.width, ")");
+  T4G_CHECK(t.size(2) == text_len + grid.video_tokens(), name, " has ", t.size(2), " tokens, expected text ", text_len,
+            " + video ", grid.video_tokens(), " (grid ", grid.frames, "x", grid.height, "x", grid.width, ")");
 }
 
 // Frame of every joint-sequence token: -1 for text tokens.
 torch::Tensor token_frames(int64_t text_len, const TokenGrid& grid, const torch::Device& device) {
   auto frames = torch::full({text_len + grid.video_tokens()}, -1, torch::TensorOptions().dtype(torch::kLong));
-  frames.slice(0, text_len) =
-      torch::arange(grid.frames, torch::kLong).repeat_interleave(grid.tokens_per_frame());
+  frames.slice(0, text_len) = torch::arange(grid.frames, torch::kLong).repeat_interleave(grid.tokens_per_frame());
   return frames.to(device);
 }
 
-torch::Tensor renormalized_cag(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                               int64_t text_len, const TokenGrid& grid) {
+torch::Tensor renormalized_cag(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t text_len,
+                               const TokenGrid& grid) {
   const int64_t n = grid.tokens_per_frame();
   std::vector<torch::Tensor> outs;
   outs.reserve(grid.frames + 1);
@@ -92,14 +91,14 @@ torch::Tensor cag_attention(const torch::Tensor& query, const torch::Tensor& key
   }
   const auto index = torch::tensor(batch_indices, torch::kLong).to(query.device());
   const auto plain = at::scaled_dot_product_attention(query, key, value);
-  const auto perturbed = cag_all(query.index_select(0, index), key.index_select(0, index),
-                                 value.index_select(0, index), text_len, grid, mode, query_chunk);
+  const auto perturbed = cag_all(query.index_select(0, index), key.index_select(0, index), value.index_select(0, index),
+                                 text_len, grid, mode, query_chunk);
   // index_copy (out of place) keeps autograd through both branches.
   return plain.index_copy(0, index, perturbed);
 }
 
-std::vector<torch::Tensor> attention_cost_maps(const torch::Tensor& query, const torch::Tensor& key,
-                                               int64_t text_len, const TokenGrid& grid,
+std::vector<torch::Tensor> attention_cost_maps(const torch::Tensor& query, const torch::Tensor& key, int64_t text_len,
+                                               const TokenGrid& grid,
                                                const std::vector<std::pair<int64_t, int64_t>>& pairs,
                                                const CostMapOptions& options) {
   check_qkv(query, "query", text_len, grid);

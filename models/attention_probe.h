@@ -29,8 +29,8 @@ struct TokenGrid {
 // Both drop video-to-video attention between DIFFERENT frames; text<->all and same-frame
 // video<->video attention are kept.
 enum class CagMode {
-  kNone,            // ordinary attention
-  kRenormalized,    // -inf mask: video queries softmax over text + own frame (DiffTrack's no-CFG path)
+  kNone,               // ordinary attention
+  kRenormalized,       // -inf mask: video queries softmax over text + own frame (DiffTrack's no-CFG path)
   kDropWithoutRenorm,  // full softmax, cross-frame probabilities zeroed, no renormalisation
                        // (DiffTrack's released CFG path)
 };
@@ -42,11 +42,11 @@ using ResidualHook = std::function<torch::Tensor(const torch::Tensor& video_hidd
 // What to capture or change during one transformer forward. Layer indices are 0-based block
 // indices; an index outside [0, num_layers) is an error.
 struct ProbeOptions {
-  std::set<int64_t> query_key_layers;  // capture Q and K as fed to SDPA (after qk-norm and RoPE)
-  std::set<int64_t> hidden_layers;     // capture the video hidden states output by these blocks
-  std::set<int64_t> cag_layers;        // layers whose attention follows cag_mode
-  CagMode cag_mode = CagMode::kNone;   // how cag_layers attend
-  std::vector<int64_t> cag_batch_indices;  // batch elements perturbed by CAG; empty = all
+  std::set<int64_t> query_key_layers;              // capture Q and K as fed to SDPA (after qk-norm and RoPE)
+  std::set<int64_t> hidden_layers;                 // capture the video hidden states output by these blocks
+  std::set<int64_t> cag_layers;                    // layers whose attention follows cag_mode
+  CagMode cag_mode = CagMode::kNone;               // how cag_layers attend
+  std::vector<int64_t> cag_batch_indices;          // batch elements perturbed by CAG; empty = all
   std::map<int64_t, ResidualHook> residual_hooks;  // after block L: video hidden += hook(output)
 };
 
@@ -72,10 +72,10 @@ torch::Tensor cag_attention(const torch::Tensor& query, const torch::Tensor& key
 
 // Options of the cost-map helper.
 struct CostMapOptions {
-  double scale = 0.0;          // softmax scale; 0 = 1/sqrt(head_dim). DiffTrack's tracking code uses 1/sqrt(heads)
+  double scale = 0.0;            // softmax scale; 0 = 1/sqrt(head_dim). DiffTrack's tracking code uses 1/sqrt(heads)
   bool mean_over_heads = false;  // average the per-head softmaxes (DiffTrack averages after softmax)
-  int64_t query_chunk = 4096;  // query tokens per chunk: bounds the working set to chunk x tokens_per_frame
-  bool float32 = true;         // compute the products and softmax in float32 (the reference used bf16)
+  int64_t query_chunk = 4096;    // query tokens per chunk: bounds the working set to chunk x tokens_per_frame
+  bool float32 = true;           // compute the products and softmax in float32 (the reference used bf16)
 };
 
 // Per head, softmax over target tokens of (Q_frame_i . K_frame_j^T * scale) for each (i, j) in
@@ -83,8 +83,8 @@ struct CostMapOptions {
 // tokens are skipped. Returns one tensor per pair, [B, heads, tokens_per_frame (query i),
 // tokens_per_frame (key j)] (heads dimension 1 with mean_over_heads). Only the requested frame
 // pairs are ever computed.
-std::vector<torch::Tensor> attention_cost_maps(const torch::Tensor& query, const torch::Tensor& key,
-                                               int64_t text_len, const TokenGrid& grid,
+std::vector<torch::Tensor> attention_cost_maps(const torch::Tensor& query, const torch::Tensor& key, int64_t text_len,
+                                               const TokenGrid& grid,
                                                const std::vector<std::pair<int64_t, int64_t>>& pairs,
                                                const CostMapOptions& options = {});
 

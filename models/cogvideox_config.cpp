@@ -2,12 +2,12 @@
 // Every key is read through one typed helper so that a wrong type names the key and the file.
 #include "models/cogvideox_config.h"
 
-#include <filesystem>
 #include <functional>
 #include <map>
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/json.h"
 #include "common/log.h"
 
 namespace t4g::models {
@@ -50,8 +50,7 @@ std::string as_string(const nlohmann::json& v, const std::string& file, const st
   throw Error("wrong type", ctx(file, key, "a string", v.dump()));
 }
 
-std::optional<int64_t> as_optional_int(const nlohmann::json& v, const std::string& file,
-                                       const std::string& key) {
+std::optional<int64_t> as_optional_int(const nlohmann::json& v, const std::string& file, const std::string& key) {
   if (v.is_null()) return std::nullopt;
   return as_int(v, file, key);
 }
@@ -80,8 +79,7 @@ void CogVideoXTransformerConfig::validate(const std::string& file) const {
   if (patch_size_t) check_positive(*patch_size_t, file, "patch_size_t");
   T4G_CHECK_CTX(dropout >= 0.0 && dropout < 1.0, ctx(file, "dropout", "0 <= p < 1", std::to_string(dropout)),
                 "out of range");
-  T4G_CHECK_CTX(norm_eps > 0.0, ctx(file, "norm_eps", "a positive number", std::to_string(norm_eps)),
-                "out of range");
+  T4G_CHECK_CTX(norm_eps > 0.0, ctx(file, "norm_eps", "a positive number", std::to_string(norm_eps)), "out of range");
   T4G_CHECK_CTX(spatial_interpolation_scale > 0.0 && temporal_interpolation_scale > 0.0,
                 ctx(file, "spatial_interpolation_scale", "positive scales"), "out of range");
   T4G_CHECK_CTX(activation_fn == "gelu-approximate" || activation_fn == "gelu",
@@ -89,15 +87,16 @@ void CogVideoXTransformerConfig::validate(const std::string& file) const {
   T4G_CHECK_CTX(timestep_activation_fn == "silu" || timestep_activation_fn == "swish",
                 ctx(file, "timestep_activation_fn", "silu", timestep_activation_fn), "unsupported value");
   // diffusers raises the same for this combination (no such checkpoint exists).
-  T4G_CHECK_CTX(use_rotary_positional_embeddings || !use_learned_positional_embeddings,
-                ctx(file, "use_learned_positional_embeddings", "false when use_rotary_positional_embeddings is false",
-                    "true"),
-                "unsupported combination");
+  T4G_CHECK_CTX(
+      use_rotary_positional_embeddings || !use_learned_positional_embeddings,
+      ctx(file, "use_learned_positional_embeddings", "false when use_rotary_positional_embeddings is false", "true"),
+      "unsupported combination");
   if (use_rotary_positional_embeddings) {
     // RoPE splits head_dim into t | h | w = head_dim/4, 3*head_dim/8, 3*head_dim/8, each an even width.
-    T4G_CHECK_CTX(attention_head_dim % 16 == 0,
-                  ctx(file, "attention_head_dim", "a multiple of 16 (3D RoPE split)", std::to_string(attention_head_dim)),
-                  "invalid value");
+    T4G_CHECK_CTX(
+        attention_head_dim % 16 == 0,
+        ctx(file, "attention_head_dim", "a multiple of 16 (3D RoPE split)", std::to_string(attention_head_dim)),
+        "invalid value");
   }
   if (uses_sincos_positions() || use_learned_positional_embeddings) {
     // The sin-cos table splits D into t | x | y = D/4, 3D/8, 3D/8, each with sin and cos halves.
@@ -105,9 +104,10 @@ void CogVideoXTransformerConfig::validate(const std::string& file) const {
                   ctx(file, "num_attention_heads", "heads * head_dim a multiple of 16 (sin-cos table)",
                       std::to_string(inner_dim())),
                   "invalid value");
-    T4G_CHECK_CTX(!patch_size_t,
-                  ctx(file, "patch_size_t", "absent with absolute positional embeddings", std::to_string(*patch_size_t)),
-                  "unsupported combination");
+    T4G_CHECK_CTX(
+        !patch_size_t,
+        ctx(file, "patch_size_t", "absent with absolute positional embeddings", std::to_string(*patch_size_t)),
+        "unsupported combination");
     T4G_CHECK_CTX(sample_height % patch_size == 0 && sample_width % patch_size == 0,
                   ctx(file, "sample_height", "sample_height and sample_width divisible by patch_size"),
                   "invalid value");
@@ -162,8 +162,8 @@ CogVideoXTransformerConfig parse_cogvideox_transformer_config(const nlohmann::js
   }
   if (json.contains("_class_name")) {
     const std::string cls = as_string(json["_class_name"], file, "_class_name");
-    T4G_CHECK_CTX(cls == "CogVideoXTransformer3DModel",
-                  ctx(file, "_class_name", "CogVideoXTransformer3DModel", cls), "not a CogVideoX transformer config");
+    T4G_CHECK_CTX(cls == "CogVideoXTransformer3DModel", ctx(file, "_class_name", "CogVideoXTransformer3DModel", cls),
+                  "not a CogVideoX transformer config");
   }
   c.validate(file);
   return c;
@@ -171,14 +171,8 @@ CogVideoXTransformerConfig parse_cogvideox_transformer_config(const nlohmann::js
 
 CogVideoXTransformerConfig load_cogvideox_transformer_config(const std::string& path) {
   std::string file = path;
-  if (std::filesystem::is_directory(path)) file = (std::filesystem::path(path) / "config.json").string();
-  const std::string text = read_file(file);
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw Error(std::string("invalid JSON: ") + e.what(), ctx(file, ""));
-  }
+  if (is_directory(path)) file = path_join(path, "config.json");
+  const Json json = read_json(file);
   return parse_cogvideox_transformer_config(json, file);
 }
 

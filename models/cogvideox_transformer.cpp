@@ -75,11 +75,13 @@ torch::Tensor CogVideoXPatchEmbedImpl::forward(const torch::Tensor& text, const 
 
   const int64_t text_len = text.size(1);
   const int64_t pixel_frames = (f - 1) * config_.temporal_compression_ratio + 1;
-  const bool sample_size = h == config_.sample_height && w == config_.sample_width &&
-                           pixel_frames == config_.sample_frames;
+  const bool sample_size =
+      h == config_.sample_height && w == config_.sample_width && pixel_frames == config_.sample_frames;
   if (config_.use_learned_positional_embeddings) {
-    T4G_CHECK(h == config_.sample_height && w == config_.sample_width, "the learned positional table (I2V form) "
-              "only fits latents of ", config_.sample_height, "x", config_.sample_width, ", got ", h, "x", w);
+    T4G_CHECK(h == config_.sample_height && w == config_.sample_width,
+              "the learned positional table (I2V form) "
+              "only fits latents of ",
+              config_.sample_height, "x", config_.sample_width, ", got ", h, "x", w);
     if (sample_size) {
       T4G_CHECK(text_len == config_.max_text_seq_length, "the learned positional table needs exactly ",
                 config_.max_text_seq_length, " text tokens, got ", text_len);
@@ -187,12 +189,12 @@ torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
 
 CogVideoXBlockImpl::CogVideoXBlockImpl(const CogVideoXTransformerConfig& config) {
   const int64_t d = config.inner_dim();
-  norm1 = register_module("norm1", CogVideoXLayerNormZero(config.time_embed_dim, d, config.norm_elementwise_affine,
-                                                          config.norm_eps));
-  attn1 = register_module("attn1", CogVideoXAttention(d, config.num_attention_heads, config.attention_head_dim,
-                                                      config.attention_bias));
-  norm2 = register_module("norm2", CogVideoXLayerNormZero(config.time_embed_dim, d, config.norm_elementwise_affine,
-                                                          config.norm_eps));
+  norm1 = register_module(
+      "norm1", CogVideoXLayerNormZero(config.time_embed_dim, d, config.norm_elementwise_affine, config.norm_eps));
+  attn1 = register_module(
+      "attn1", CogVideoXAttention(d, config.num_attention_heads, config.attention_head_dim, config.attention_bias));
+  norm2 = register_module(
+      "norm2", CogVideoXLayerNormZero(config.time_embed_dim, d, config.norm_elementwise_affine, config.norm_eps));
   ff = register_module("ff", FeedForward(d, 4 * d, config.activation_fn == "gelu-approximate", config.dropout));
 }
 
@@ -231,8 +233,8 @@ struct CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
     ctx->saved_data["cag_mode"] = static_cast<int64_t>(call->cag_mode);
     ctx->saved_data["cag_batch"] = c10::IValue(call->cag_batch_indices);
     ctx->saved_data["grid"] = c10::IValue(std::vector<int64_t>{call->grid.frames, call->grid.height, call->grid.width});
-    ctx->saved_data["grad_mask"] = c10::IValue(
-        std::vector<bool>{hidden.requires_grad(), encoder.requires_grad(), temb.requires_grad()});
+    ctx->saved_data["grad_mask"] =
+        c10::IValue(std::vector<bool>{hidden.requires_grad(), encoder.requires_grad(), temb.requires_grad()});
     const bool has_rope = call->rope != nullptr && call->rope->defined();
     ctx->saved_data["has_rope"] = has_rope;
     ctx->save_for_backward({hidden, encoder, temb, has_rope ? call->rope->cos : torch::Tensor(),
@@ -308,8 +310,8 @@ CogVideoXTransformer3DModelImpl::CogVideoXTransformer3DModelImpl(const CogVideoX
     transformer_blocks->push_back(blocks_.back());
   }
   norm_final = register_module("norm_final", make_layer_norm(d, config.norm_eps, config.norm_elementwise_affine));
-  norm_out = register_module("norm_out", AdaLayerNorm(config.time_embed_dim, 2 * d, config.norm_elementwise_affine,
-                                                      config.norm_eps));
+  norm_out = register_module(
+      "norm_out", AdaLayerNorm(config.time_embed_dim, 2 * d, config.norm_elementwise_affine, config.norm_eps));
   const int64_t p = config.patch_size;
   const int64_t out_dim = p * p * config.patch_size_t.value_or(1) * config.out_channels;
   proj_out = register_module("proj_out", make_linear(d, out_dim));
@@ -355,8 +357,8 @@ TransformerOutput CogVideoXTransformer3DModelImpl::forward(const torch::Tensor& 
   T4G_CHECK(encoder_hidden_states.dim() == 3 && encoder_hidden_states.size(0) == b &&
                 encoder_hidden_states.size(2) == c.text_embed_dim,
             "encoder_hidden_states must be [", b, ", S, ", c.text_embed_dim, "], got ", encoder_hidden_states.sizes());
-  T4G_CHECK(timestep.dim() <= 1 && (timestep.dim() == 0 || timestep.size(0) == b), "timestep must be a scalar or [",
-            b, "], got ", timestep.sizes());
+  T4G_CHECK(timestep.dim() <= 1 && (timestep.dim() == 0 || timestep.size(0) == b), "timestep must be a scalar or [", b,
+            "], got ", timestep.sizes());
 
   const auto dtype = proj_out->weight.scalar_type();
   const auto device = proj_out->weight.device();
@@ -384,9 +386,8 @@ TransformerOutput CogVideoXTransformer3DModelImpl::forward(const torch::Tensor& 
     rope = cogvideox_rotary_embedding(c, f, h, w, device);
   }
   if (rope.defined()) {
-    T4G_CHECK(rope.cos.size(0) == grid.video_tokens() && rope.cos.size(1) == c.attention_head_dim,
-              "RoPE tables are ", rope.cos.sizes(), ", expected [", grid.video_tokens(), ", ", c.attention_head_dim,
-              "]");
+    T4G_CHECK(rope.cos.size(0) == grid.video_tokens() && rope.cos.size(1) == c.attention_head_dim, "RoPE tables are ",
+              rope.cos.sizes(), ", expected [", grid.video_tokens(), ", ", c.attention_head_dim, "]");
   }
 
   // 3. Blocks, with probes.
@@ -433,10 +434,8 @@ TransformerOutput CogVideoXTransformer3DModelImpl::forward(const torch::Tensor& 
   hidden = proj_out(norm_out(norm_final(hidden), emb));
   const int64_t p = c.patch_size;
   if (!c.patch_size_t) {
-    result.sample = hidden.reshape({b, f, h / p, w / p, -1, p, p})
-                        .permute({0, 1, 4, 2, 5, 3, 6})
-                        .flatten(5, 6)
-                        .flatten(3, 4);
+    result.sample =
+        hidden.reshape({b, f, h / p, w / p, -1, p, p}).permute({0, 1, 4, 2, 5, 3, 6}).flatten(5, 6).flatten(3, 4);
   } else {
     const int64_t pt = *c.patch_size_t;
     result.sample = hidden.reshape({b, (f + pt - 1) / pt, h / p, w / p, -1, pt, p, p})

@@ -97,9 +97,9 @@ class FeedForwardImpl : public torch::nn::Module {
 
  private:
   bool tanh_gelu_;
-  torch::nn::Linear proj_{nullptr};   // net.0.proj
+  torch::nn::Linear proj_{nullptr};    // net.0.proj
   torch::nn::Dropout drop1_{nullptr};  // net.1
-  torch::nn::Linear out_{nullptr};    // net.2
+  torch::nn::Linear out_{nullptr};     // net.2
   torch::nn::Dropout drop2_{nullptr};  // net.3
 };
 TORCH_MODULE(FeedForward);

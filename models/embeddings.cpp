@@ -9,8 +9,7 @@
 
 namespace t4g::models {
 
-torch::Tensor timestep_sinusoid(const torch::Tensor& timesteps, int64_t dim, bool flip_sin_to_cos,
-                                double freq_shift) {
+torch::Tensor timestep_sinusoid(const torch::Tensor& timesteps, int64_t dim, bool flip_sin_to_cos, double freq_shift) {
   T4G_CHECK(timesteps.dim() == 1, "timesteps must be a 1-D tensor [B], got ", timesteps.sizes());
   const int64_t half = dim / 2;
   auto exponent = torch::arange(0, half, torch::TensorOptions().dtype(torch::kFloat32).device(timesteps.device())) *
@@ -83,8 +82,10 @@ torch::Tensor cogvideox_sincos_video_table(const CogVideoXTransformerConfig& con
       .flatten(0, 1);
 }
 
-std::pair<std::pair<int64_t, int64_t>, std::pair<int64_t, int64_t>> resize_crop_region_for_grid(
-    int64_t grid_h, int64_t grid_w, int64_t base_w, int64_t base_h) {
+std::pair<std::pair<int64_t, int64_t>, std::pair<int64_t, int64_t>> resize_crop_region_for_grid(int64_t grid_h,
+                                                                                                int64_t grid_w,
+                                                                                                int64_t base_w,
+                                                                                                int64_t base_h) {
   const double tw = static_cast<double>(base_w);
   const double th = static_cast<double>(base_h);
   const double h = static_cast<double>(grid_h);
@@ -121,9 +122,9 @@ RotaryEmbedding rotary_pos_embed_3d(int64_t head_dim,
                             static_cast<double>(stop.first * (grid_h - 1)) / static_cast<double>(grid_h), grid_h, f32);
     pos_w = torch::linspace(static_cast<double>(start.second),
                             static_cast<double>(stop.second * (grid_w - 1)) / static_cast<double>(grid_w), grid_w, f32);
-    pos_t = torch::linspace(0.0,
-                            static_cast<double>(temporal_size * (temporal_size - 1)) / static_cast<double>(temporal_size),
-                            temporal_size, f32);
+    pos_t = torch::linspace(
+        0.0, static_cast<double>(temporal_size * (temporal_size - 1)) / static_cast<double>(temporal_size),
+        temporal_size, f32);
   } else {
     T4G_CHECK(grid_h <= max_h && grid_w <= max_w, "latent grid ", grid_h, "x", grid_w,
               " (after patching) exceeds the RoPE base grid ", max_h, "x", max_w,

@@ -16,8 +16,7 @@ namespace t4g::models {
 
 // diffusers get_timestep_embedding: [B] timesteps (any numeric dtype) -> float32 [B, dim].
 // With flip_sin_to_cos the layout is [cos | sin]; frequencies exp(-ln(10000) i / (dim/2 - shift)).
-torch::Tensor timestep_sinusoid(const torch::Tensor& timesteps, int64_t dim, bool flip_sin_to_cos,
-                                double freq_shift);
+torch::Tensor timestep_sinusoid(const torch::Tensor& timesteps, int64_t dim, bool flip_sin_to_cos, double freq_shift);
 
 // diffusers TimestepEmbedding: linear_1 -> SiLU -> linear_2 (parameter names linear_1, linear_2).
 class TimestepEmbeddingImpl : public torch::nn::Module {
@@ -57,8 +56,10 @@ enum class RopeGrid {
 
 // diffusers get_resize_crop_region_for_grid: ((top, left), (bottom, right)) of `grid` (h, w)
 // resized into the base grid keeping its aspect ratio; Python round (half to even).
-std::pair<std::pair<int64_t, int64_t>, std::pair<int64_t, int64_t>> resize_crop_region_for_grid(
-    int64_t grid_h, int64_t grid_w, int64_t base_w, int64_t base_h);
+std::pair<std::pair<int64_t, int64_t>, std::pair<int64_t, int64_t>> resize_crop_region_for_grid(int64_t grid_h,
+                                                                                                int64_t grid_w,
+                                                                                                int64_t base_w,
+                                                                                                int64_t base_h);
 
 // diffusers get_3d_rotary_pos_embed(use_real=True, theta=10000): head_dim split t | h | w =
 // dim/4, 3dim/8, 3dim/8, each frequency repeated twice (interleaved pairs).

@@ -35,7 +35,8 @@ struct Inputs {
 Inputs make_inputs(const CogVideoXTransformerConfig& c, int64_t frames = 3, int64_t h = 8, int64_t w = 12,
                    int64_t batch = 2) {
   torch::manual_seed(7);
-  return {torch::randn({batch, frames, c.in_channels, h, w}), torch::randn({batch, c.max_text_seq_length, c.text_embed_dim}),
+  return {torch::randn({batch, frames, c.in_channels, h, w}),
+          torch::randn({batch, c.max_text_seq_length, c.text_embed_dim}),
           torch::tensor({19, 999}, torch::kLong).slice(0, 0, batch)};
 }
 
@@ -57,15 +58,27 @@ TEST(CogVideoXTransformer, ParameterNamesAreDiffusersStateDictNames) {
   std::set<std::string> names;
   for (const auto& p : model->named_parameters()) names.insert(p.key());
   for (const auto& b : model->named_buffers()) names.insert(b.key());
-  for (const char* name :
-       {"patch_embed.proj.weight", "patch_embed.proj.bias", "patch_embed.text_proj.weight",
-        "time_embedding.linear_1.weight", "time_embedding.linear_2.bias", "transformer_blocks.0.norm1.linear.weight",
-        "transformer_blocks.0.norm1.norm.weight", "transformer_blocks.0.attn1.to_q.weight",
-        "transformer_blocks.0.attn1.to_k.bias", "transformer_blocks.0.attn1.to_v.weight",
-        "transformer_blocks.0.attn1.norm_q.weight", "transformer_blocks.0.attn1.norm_k.bias",
-        "transformer_blocks.0.attn1.to_out.0.weight", "transformer_blocks.2.norm2.linear.bias",
-        "transformer_blocks.2.ff.net.0.proj.weight", "transformer_blocks.2.ff.net.2.weight", "norm_final.weight",
-        "norm_out.linear.weight", "norm_out.norm.bias", "proj_out.weight", "proj_out.bias"}) {
+  for (const char* name : {"patch_embed.proj.weight",
+                           "patch_embed.proj.bias",
+                           "patch_embed.text_proj.weight",
+                           "time_embedding.linear_1.weight",
+                           "time_embedding.linear_2.bias",
+                           "transformer_blocks.0.norm1.linear.weight",
+                           "transformer_blocks.0.norm1.norm.weight",
+                           "transformer_blocks.0.attn1.to_q.weight",
+                           "transformer_blocks.0.attn1.to_k.bias",
+                           "transformer_blocks.0.attn1.to_v.weight",
+                           "transformer_blocks.0.attn1.norm_q.weight",
+                           "transformer_blocks.0.attn1.norm_k.bias",
+                           "transformer_blocks.0.attn1.to_out.0.weight",
+                           "transformer_blocks.2.norm2.linear.bias",
+                           "transformer_blocks.2.ff.net.0.proj.weight",
+                           "transformer_blocks.2.ff.net.2.weight",
+                           "norm_final.weight",
+                           "norm_out.linear.weight",
+                           "norm_out.norm.bias",
+                           "proj_out.weight",
+                           "proj_out.bias"}) {
     EXPECT_EQ(names.count(name), 1u) << name;
   }
   // 24 tensors per block + 16 outside (research/cogvideox.md 2.2: 2B has 736 = 30 * 24 + 16).
