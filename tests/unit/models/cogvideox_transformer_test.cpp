@@ -47,6 +47,20 @@ CogVideoXTransformer3DModel make_model(const CogVideoXTransformerConfig& c, uint
   return model;
 }
 
+// Whether the autograd graph behind `t` contains a node whose name contains `needle`.
+bool graph_has_node(const torch::Tensor& t, const std::string& needle) {
+  std::vector<std::shared_ptr<torch::autograd::Node>> stack{t.grad_fn()};
+  std::set<torch::autograd::Node*> seen;
+  while (!stack.empty()) {
+    auto node = stack.back();
+    stack.pop_back();
+    if (!node || !seen.insert(node.get()).second) continue;
+    if (node->name().find(needle) != std::string::npos) return true;
+    for (const auto& edge : node->next_edges()) stack.push_back(edge.function);
+  }
+  return false;
+}
+
 double max_rel(const torch::Tensor& a, const torch::Tensor& b) {
   return ((a.to(torch::kFloat32) - b.to(torch::kFloat32)).abs().max() / b.to(torch::kFloat32).abs().max())
       .item<double>();
@@ -204,6 +218,9 @@ TEST(CogVideoXTransformer, GradientCheckpointingMatchesThePlainPath) {
     // autograd::grad (not only backward()) reaches the parameters through the checkpoint node.
     model->set_gradient_checkpointing(true);
     const auto out = model(in.x, in.text, in.t).sample;
+    EXPECT_TRUE(graph_has_node(out, "CheckpointedBlock"));  // the recompute path really ran
+    model->set_gradient_checkpointing(false);
+    EXPECT_FALSE(graph_has_node(model(in.x, in.text, in.t).sample, "CheckpointedBlock"));
     const auto w = model->named_parameters()["transformer_blocks.1.attn1.to_q.weight"];
     const auto gw = torch::autograd::grad({out.square().mean()}, {w})[0];
     EXPECT_LT(max_rel(gw, plain.second.at("transformer_blocks.1.attn1.to_q.weight")), 1e-5);
