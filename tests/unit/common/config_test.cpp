@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "common/error.h"
+#include "tests/testing.h"
 
 namespace t4g {
 namespace {
@@ -119,6 +120,18 @@ TEST(Config, ReferenceListsEveryKey) {
     EXPECT_NE(doc.find(key), std::string::npos) << key;
   }
   EXPECT_NE(doc.find("fp32 \\| bf16"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace t4g
+
+namespace t4g {
+namespace {
+
+TEST(Config, DocsConfigMdIsCurrent) {
+  const std::string doc = testing::read_file(std::string(T4G_SOURCE_DIR) + "/docs/config.md");
+  EXPECT_NE(doc.find(config_reference()), std::string::npos)
+      << "docs/config.md is out of date: regenerate it with `t4g config doc`";
 }
 
 }  // namespace
