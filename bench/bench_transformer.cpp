@@ -21,7 +21,7 @@
 
 namespace {
 
-using t4g::models::CogVideoXTransformerConfig;
+using t4g::CogVideoXTransformerConfig;
 
 // The released configurations (research/cogvideox.md 1.1) and a tiny one for a CPU smoke run.
 CogVideoXTransformerConfig preset(const std::string& name) {
@@ -110,15 +110,14 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
-    auto config =
-        config_path.empty() ? preset(preset_name) : t4g::models::load_cogvideox_transformer_config(config_path);
+    auto config = config_path.empty() ? preset(preset_name) : t4g::load_cogvideox_transformer_config(config_path);
     if (layers > 0) config.num_layers = layers;
     config.max_text_seq_length = text;
     const auto dtype = dtype_name == "bf16" ? torch::kBFloat16 : torch::kFloat32;
     const torch::Device device(device_name);
 
     torch::manual_seed(0);
-    t4g::models::CogVideoXTransformer3DModel model(config);
+    t4g::CogVideoXTransformer3DModel model(config);
     model->to(device, dtype);
     {
       torch::NoGradGuard no_grad;
@@ -135,10 +134,10 @@ int main(int argc, char** argv) {
     const auto enc =
         torch::randn({batch, text, config.text_embed_dim}, torch::TensorOptions().device(device).dtype(dtype));
     const auto t = torch::full({batch}, 500, torch::TensorOptions().device(device).dtype(torch::kLong));
-    t4g::models::TransformerForwardOptions options;
+    t4g::TransformerForwardOptions options;
     if (config.use_rotary_positional_embeddings) {
       // Precomputed once, as the diffusers pipeline does.
-      options.rope = t4g::models::cogvideox_rotary_embedding(config, frames, height, width, device);
+      options.rope = t4g::cogvideox_rotary_embedding(config, frames, height, width, device);
     }
     const double flops = forward_flops(config, batch, frames, height, width, text);
 

@@ -7,7 +7,7 @@
 
 #include "common/error.h"
 
-namespace t4g::models {
+namespace t4g {
 namespace {
 
 void check_qkv(const torch::Tensor& t, const char* name, int64_t text_len, const TokenGrid& grid) {
@@ -129,4 +129,4 @@ std::vector<torch::Tensor> attention_cost_maps(const torch::Tensor& query, const
   return maps;
 }
 
-}  // namespace t4g::models
+}  // namespace t4g

@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-namespace t4g::models {
+namespace t4g {
 
 // The video token grid after patching: tokens are ordered (frame, row, col), text tokens first.
 struct TokenGrid {
@@ -88,4 +88,4 @@ std::vector<torch::Tensor> attention_cost_maps(const torch::Tensor& query, const
                                                const std::vector<std::pair<int64_t, int64_t>>& pairs,
                                                const CostMapOptions& options = {});
 
-}  // namespace t4g::models
+}  // namespace t4g

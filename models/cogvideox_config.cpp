@@ -10,7 +10,7 @@
 #include "common/json.h"
 #include "common/log.h"
 
-namespace t4g::models {
+namespace t4g {
 namespace {
 
 ErrorContext ctx(const std::string& file, const std::string& key, const std::string& expected = "",
@@ -210,4 +210,4 @@ nlohmann::json cogvideox_transformer_config_to_json(const CogVideoXTransformerCo
   return j;
 }
 
-}  // namespace t4g::models
+}  // namespace t4g

@@ -10,7 +10,7 @@
 #include <optional>
 #include <string>
 
-namespace t4g::models {
+namespace t4g {
 
 // CogVideoXTransformer3DModel hyperparameters (research/cogvideox.md section 1.1).
 struct CogVideoXTransformerConfig {
@@ -65,4 +65,4 @@ CogVideoXTransformerConfig load_cogvideox_transformer_config(const std::string& 
 // The config as diffusers' config.json (with _class_name), for writing tiny test models.
 nlohmann::json cogvideox_transformer_config_to_json(const CogVideoXTransformerConfig& config);
 
-}  // namespace t4g::models
+}  // namespace t4g

@@ -9,7 +9,7 @@
 
 #include "common/error.h"
 
-namespace t4g::models {
+namespace t4g {
 namespace nn = torch::nn;
 
 namespace {
@@ -117,12 +117,13 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> CogVideoX
   return {h, e, gate.unsqueeze(1), enc_gate.unsqueeze(1)};
 }
 
-AdaLayerNormImpl::AdaLayerNormImpl(int64_t embedding_dim, int64_t output_dim, bool elementwise_affine, double eps) {
+CogVideoXAdaLayerNormImpl::CogVideoXAdaLayerNormImpl(int64_t embedding_dim, int64_t output_dim, bool elementwise_affine,
+                                                     double eps) {
   linear = register_module("linear", make_linear(embedding_dim, output_dim));
   norm = register_module("norm", make_layer_norm(output_dim / 2, eps, elementwise_affine));
 }
 
-torch::Tensor AdaLayerNormImpl::forward(const torch::Tensor& x, const torch::Tensor& temb) {
+torch::Tensor CogVideoXAdaLayerNormImpl::forward(const torch::Tensor& x, const torch::Tensor& temb) {
   const auto chunks = linear(torch::silu(temb)).chunk(2, 1);
   // chunk_dim=1 order: shift first, then scale.
   return norm(x) * (1 + chunks[1].unsqueeze(1)) + chunks[0].unsqueeze(1);
@@ -171,7 +172,7 @@ std::pair<torch::Tensor, torch::Tensor> CogVideoXAttentionImpl::forward(const to
 // ---------------------------------------------------------------------------------------------
 // Feed-forward and block
 
-FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t inner_dim, bool tanh_gelu, double dropout)
+CogVideoXFeedForwardImpl::CogVideoXFeedForwardImpl(int64_t dim, int64_t inner_dim, bool tanh_gelu, double dropout)
     : tanh_gelu_(tanh_gelu) {
   // net.0 is diffusers' GELU module, whose only parameter holder is `proj`.
   auto gelu = std::make_shared<nn::Module>("GELU");
@@ -182,7 +183,7 @@ FeedForwardImpl::FeedForwardImpl(int64_t dim, int64_t inner_dim, bool tanh_gelu,
   net = register_module("net", nn::ModuleList(gelu, drop1_, out_, drop2_));
 }
 
-torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
+torch::Tensor CogVideoXFeedForwardImpl::forward(const torch::Tensor& x) {
   auto h = torch::gelu(proj_(x), tanh_gelu_ ? "tanh" : "none");
   return drop2_(out_(drop1_(h)));
 }
@@ -195,7 +196,8 @@ CogVideoXBlockImpl::CogVideoXBlockImpl(const CogVideoXTransformerConfig& config)
       "attn1", CogVideoXAttention(d, config.num_attention_heads, config.attention_head_dim, config.attention_bias));
   norm2 = register_module(
       "norm2", CogVideoXLayerNormZero(config.time_embed_dim, d, config.norm_elementwise_affine, config.norm_eps));
-  ff = register_module("ff", FeedForward(d, 4 * d, config.activation_fn == "gelu-approximate", config.dropout));
+  ff =
+      register_module("ff", CogVideoXFeedForward(d, 4 * d, config.activation_fn == "gelu-approximate", config.dropout));
 }
 
 std::pair<torch::Tensor, torch::Tensor> CogVideoXBlockImpl::forward(const torch::Tensor& hidden,
@@ -311,7 +313,7 @@ CogVideoXTransformer3DModelImpl::CogVideoXTransformer3DModelImpl(const CogVideoX
   }
   norm_final = register_module("norm_final", make_layer_norm(d, config.norm_eps, config.norm_elementwise_affine));
   norm_out = register_module(
-      "norm_out", AdaLayerNorm(config.time_embed_dim, 2 * d, config.norm_elementwise_affine, config.norm_eps));
+      "norm_out", CogVideoXAdaLayerNorm(config.time_embed_dim, 2 * d, config.norm_elementwise_affine, config.norm_eps));
   const int64_t p = config.patch_size;
   const int64_t out_dim = p * p * config.patch_size_t.value_or(1) * config.out_channels;
   proj_out = register_module("proj_out", make_linear(d, out_dim));
@@ -460,4 +462,4 @@ void init_random_weights(torch::nn::Module& module, uint64_t seed, double std) {
   for (auto& item : module.named_buffers()) fill(item.key(), item.value());
 }
 
-}  // namespace t4g::models
+}  // namespace t4g

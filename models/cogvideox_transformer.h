@@ -16,7 +16,7 @@
 #include "models/cogvideox_config.h"
 #include "models/embeddings.h"
 
-namespace t4g::models {
+namespace t4g {
 
 // How one block's attention runs: RoPE tables (undefined for the 2B form), the CAG variant, and
 // where to put the captured Q/K (null = do not capture).
@@ -86,11 +86,11 @@ class CogVideoXAttentionImpl : public torch::nn::Module {
 };
 TORCH_MODULE(CogVideoXAttention);
 
-// diffusers FeedForward with GELU(approximate=tanh): net.0.proj -> GELU -> net.1 dropout ->
+// diffusers CogVideoXFeedForward with GELU(approximate=tanh): net.0.proj -> GELU -> net.1 dropout ->
 // net.2 -> net.3 dropout.
-class FeedForwardImpl : public torch::nn::Module {
+class CogVideoXFeedForwardImpl : public torch::nn::Module {
  public:
-  FeedForwardImpl(int64_t dim, int64_t inner_dim, bool tanh_gelu, double dropout);
+  CogVideoXFeedForwardImpl(int64_t dim, int64_t inner_dim, bool tanh_gelu, double dropout);
   torch::Tensor forward(const torch::Tensor& x);
 
   torch::nn::ModuleList net{nullptr};
@@ -102,7 +102,7 @@ class FeedForwardImpl : public torch::nn::Module {
   torch::nn::Linear out_{nullptr};     // net.2
   torch::nn::Dropout drop2_{nullptr};  // net.3
 };
-TORCH_MODULE(FeedForward);
+TORCH_MODULE(CogVideoXFeedForward);
 
 // diffusers CogVideoXBlock.
 class CogVideoXBlockImpl : public torch::nn::Module {
@@ -115,20 +115,20 @@ class CogVideoXBlockImpl : public torch::nn::Module {
   CogVideoXLayerNormZero norm1{nullptr};
   CogVideoXAttention attn1{nullptr};
   CogVideoXLayerNormZero norm2{nullptr};
-  FeedForward ff{nullptr};
+  CogVideoXFeedForward ff{nullptr};
 };
 TORCH_MODULE(CogVideoXBlock);
 
-// diffusers AdaLayerNorm(chunk_dim=1) as used for norm_out: shift first, then scale.
-class AdaLayerNormImpl : public torch::nn::Module {
+// diffusers CogVideoXAdaLayerNorm(chunk_dim=1) as used for norm_out: shift first, then scale.
+class CogVideoXAdaLayerNormImpl : public torch::nn::Module {
  public:
-  AdaLayerNormImpl(int64_t embedding_dim, int64_t output_dim, bool elementwise_affine, double eps);
+  CogVideoXAdaLayerNormImpl(int64_t embedding_dim, int64_t output_dim, bool elementwise_affine, double eps);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& temb);
 
   torch::nn::Linear linear{nullptr};
   torch::nn::LayerNorm norm{nullptr};
 };
-TORCH_MODULE(AdaLayerNorm);
+TORCH_MODULE(CogVideoXAdaLayerNorm);
 
 // Per-call options of the transformer forward.
 struct TransformerForwardOptions {
@@ -175,7 +175,7 @@ class CogVideoXTransformer3DModelImpl : public torch::nn::Module {
   TimestepEmbedding ofs_embedding{nullptr};  // CogVideoX1.5-I2V only
   torch::nn::ModuleList transformer_blocks{nullptr};
   torch::nn::LayerNorm norm_final{nullptr};
-  AdaLayerNorm norm_out{nullptr};
+  CogVideoXAdaLayerNorm norm_out{nullptr};
   torch::nn::Linear proj_out{nullptr};
 
  private:
@@ -194,4 +194,4 @@ TORCH_MODULE(CogVideoXTransformer3DModel);
 // N(0, std), LayerNorm biases N(0, std). Non-zero everywhere so that no path is silently unused.
 void init_random_weights(torch::nn::Module& module, uint64_t seed, double std = 0.02);
 
-}  // namespace t4g::models
+}  // namespace t4g

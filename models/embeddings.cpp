@@ -7,7 +7,7 @@
 
 #include "common/error.h"
 
-namespace t4g::models {
+namespace t4g {
 
 torch::Tensor timestep_sinusoid(const torch::Tensor& timesteps, int64_t dim, bool flip_sin_to_cos, double freq_shift) {
   T4G_CHECK(timesteps.dim() == 1, "timesteps must be a 1-D tensor [B], got ", timesteps.sizes());
@@ -180,4 +180,4 @@ torch::Tensor apply_rotary_emb(const torch::Tensor& x, const RotaryEmbedding& ro
   return (x.to(torch::kFloat32) * cos + rotated.to(torch::kFloat32) * sin).to(x.scalar_type());
 }
 
-}  // namespace t4g::models
+}  // namespace t4g

@@ -12,7 +12,7 @@
 
 #include "models/cogvideox_config.h"
 
-namespace t4g::models {
+namespace t4g {
 
 // diffusers get_timestep_embedding: [B] timesteps (any numeric dtype) -> float32 [B, dim].
 // With flip_sin_to_cos the layout is [cos | sin]; frequencies exp(-ln(10000) i / (dim/2 - shift)).
@@ -79,4 +79,4 @@ RotaryEmbedding cogvideox_rotary_embedding(const CogVideoXTransformerConfig& con
 // (real, imag) pairs; computed in float32 and returned in x's dtype.
 torch::Tensor apply_rotary_emb(const torch::Tensor& x, const RotaryEmbedding& rope);
 
-}  // namespace t4g::models
+}  // namespace t4g

@@ -7,7 +7,7 @@
 #include "common/error.h"
 #include "models/attention_probe.h"
 
-namespace t4g::models {
+namespace t4g {
 namespace {
 
 constexpr int64_t kText = 3;
@@ -132,4 +132,4 @@ TEST(CostMaps, Bf16InputsAreComputedInFloat32) {
 }
 
 }  // namespace
-}  // namespace t4g::models
+}  // namespace t4g

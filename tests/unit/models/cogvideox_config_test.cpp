@@ -6,7 +6,7 @@
 #include "models/cogvideox_config.h"
 #include "tests/testing.h"
 
-namespace t4g::models {
+namespace t4g {
 namespace {
 
 using nlohmann::json;
@@ -156,4 +156,4 @@ TEST(CogVideoXConfig, LoadsFileOrFolderAndReportsBadFiles) {
 }
 
 }  // namespace
-}  // namespace t4g::models
+}  // namespace t4g

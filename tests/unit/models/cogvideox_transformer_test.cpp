@@ -8,7 +8,7 @@
 #include "common/error.h"
 #include "models/cogvideox_transformer.h"
 
-namespace t4g::models {
+namespace t4g {
 namespace {
 
 CogVideoXTransformerConfig tiny(bool rope) {
@@ -341,4 +341,4 @@ TEST(CogVideoXTransformer, Bf16ForwardIsCloseToFp32) {
 }
 
 }  // namespace
-}  // namespace t4g::models
+}  // namespace t4g

@@ -6,7 +6,7 @@
 
 #include "models/embeddings.h"
 
-namespace t4g::models {
+namespace t4g {
 namespace {
 
 TEST(Embeddings, TimestepSinusoidIsCosThenSin) {
@@ -115,4 +115,4 @@ TEST(Embeddings, ApplyRotaryRotatesInterleavedPairs) {
 }
 
 }  // namespace
-}  // namespace t4g::models
+}  // namespace t4g
