@@ -10,5 +10,6 @@ namespace t4g::tools {
 void register_inspect(CLI::App& app);  // t4g inspect weights|shards PATH
 void register_config(CLI::App& app);   // t4g config show|doc|check
 void register_demo(CLI::App& app);     // t4g demo: the main job on the embedded tiny config
+void register_forward(CLI::App& app);  // t4g forward transformer: one forward from/to safetensors
 
 }  // namespace t4g::tools

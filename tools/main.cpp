@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   // Subcommands, one line each (tools/commands.h):
   t4g::tools::register_config(app);
   t4g::tools::register_demo(app);
+  t4g::tools::register_forward(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
