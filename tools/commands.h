@@ -17,5 +17,6 @@ void register_prepare(CLI::App& app);  // t4g prepare: videos -> HDF5 shards wit
 
 // Adds `shards DIR` under the `inspect` subcommand (whose parent app register_inspect makes).
 void register_inspect_shards(CLI::App& inspect);
+void register_forward(CLI::App& app);  // t4g forward transformer: one forward from/to safetensors
 
 }  // namespace t4g::tools

@@ -1,0 +1,465 @@
+// CogVideoXTransformer3DModel (research/cogvideox.md section 2), module for module after diffusers
+// so that parameter names and numerics match. Gradient checkpointing is a custom autograd
+// Function that runs a block under no-grad in forward and reruns it with grad in backward.
+#include "models/cogvideox_transformer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+
+#include "common/error.h"
+
+namespace t4g {
+namespace nn = torch::nn;
+
+namespace {
+
+nn::LayerNorm make_layer_norm(int64_t dim, double eps, bool affine) {
+  return nn::LayerNorm(nn::LayerNormOptions({dim}).eps(eps).elementwise_affine(affine));
+}
+
+nn::Linear make_linear(int64_t in, int64_t out, bool bias = true) {
+  return nn::Linear(nn::LinearOptions(in, out).bias(bias));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Patch embedding
+
+CogVideoXPatchEmbedImpl::CogVideoXPatchEmbedImpl(const CogVideoXTransformerConfig& config) : config_(config) {
+  const int64_t d = config.inner_dim();
+  const int64_t p = config.patch_size;
+  if (!config.patch_size_t) {
+    proj_conv = register_module(
+        "proj", nn::Conv2d(nn::Conv2dOptions(config.in_channels, d, p).stride(p).bias(config.patch_bias)));
+  } else {
+    // CogVideoX 1.5 always uses a biased Linear (patch_bias only affects the Conv2d).
+    proj_linear = register_module("proj", make_linear(config.in_channels * p * p * *config.patch_size_t, d));
+  }
+  text_proj = register_module("text_proj", make_linear(config.text_embed_dim, d));
+  if (config.use_learned_positional_embeddings) {
+    // A persistent buffer in diffusers (stored in the I2V checkpoint), initialised like diffusers
+    // with the sin-cos table of the sample size (text rows zero).
+    const int64_t frames = config.sample_latent_frames();
+    const auto video = cogvideox_sincos_video_table(config, frames, config.sample_height, config.sample_width);
+    auto table = torch::zeros({1, config.max_text_seq_length + video.size(0), d}, torch::kFloat32);
+    table.slice(1, config.max_text_seq_length).copy_(video.unsqueeze(0));
+    pos_embedding = register_buffer("pos_embedding", table);
+  }
+}
+
+torch::Tensor CogVideoXPatchEmbedImpl::forward(const torch::Tensor& text, const torch::Tensor& latents) {
+  const auto text_embeds = text_proj(text);
+  const int64_t b = latents.size(0);
+  const int64_t f = latents.size(1);
+  const int64_t c = latents.size(2);
+  const int64_t h = latents.size(3);
+  const int64_t w = latents.size(4);
+  const int64_t p = config_.patch_size;
+  torch::Tensor video;
+  if (!config_.patch_size_t) {
+    video = proj_conv(latents.reshape({-1, c, h, w}));
+    video = video.view({b, f, video.size(1), video.size(2), video.size(3)}).flatten(3).transpose(2, 3).flatten(1, 2);
+  } else {
+    const int64_t pt = *config_.patch_size_t;
+    video = latents.permute({0, 1, 3, 4, 2})
+                .reshape({b, f / pt, pt, h / p, p, w / p, p, c})
+                .permute({0, 1, 3, 5, 7, 2, 4, 6})
+                .flatten(4, 7)
+                .flatten(1, 3);
+    video = proj_linear(video);
+  }
+  auto embeds = torch::cat({text_embeds, video}, 1).contiguous();
+  if (!config_.uses_sincos_positions() && !config_.use_learned_positional_embeddings) return embeds;
+
+  const int64_t text_len = text.size(1);
+  const int64_t pixel_frames = (f - 1) * config_.temporal_compression_ratio + 1;
+  const bool sample_size =
+      h == config_.sample_height && w == config_.sample_width && pixel_frames == config_.sample_frames;
+  if (config_.use_learned_positional_embeddings) {
+    T4G_CHECK(h == config_.sample_height && w == config_.sample_width,
+              "the learned positional table (I2V form) "
+              "only fits latents of ",
+              config_.sample_height, "x", config_.sample_width, ", got ", h, "x", w);
+    if (sample_size) {
+      T4G_CHECK(text_len == config_.max_text_seq_length, "the learned positional table needs exactly ",
+                config_.max_text_seq_length, " text tokens, got ", text_len);
+      return embeds + pos_embedding.to(embeds.scalar_type());
+    }
+    // diffusers' quirk: another frame count silently replaces the learned table by sin-cos.
+  }
+  // Sin-cos: text rows of diffusers' joint table are zero, so only the video rows are added.
+  const auto table = cogvideox_sincos_video_table(config_, f, h, w).to(embeds.device()).to(embeds.scalar_type());
+  return torch::cat({embeds.slice(1, 0, text_len), embeds.slice(1, text_len) + table.unsqueeze(0)}, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Norms
+
+CogVideoXLayerNormZeroImpl::CogVideoXLayerNormZeroImpl(int64_t conditioning_dim, int64_t dim, bool elementwise_affine,
+                                                       double eps) {
+  linear = register_module("linear", make_linear(conditioning_dim, 6 * dim));
+  norm = register_module("norm", make_layer_norm(dim, eps, elementwise_affine));
+}
+
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> CogVideoXLayerNormZeroImpl::forward(
+    const torch::Tensor& hidden, const torch::Tensor& encoder, const torch::Tensor& temb) {
+  const auto chunks = linear(torch::silu(temb)).chunk(6, 1);
+  const auto& shift = chunks[0];
+  const auto& scale = chunks[1];
+  const auto& gate = chunks[2];
+  const auto& enc_shift = chunks[3];
+  const auto& enc_scale = chunks[4];
+  const auto& enc_gate = chunks[5];
+  auto h = norm(hidden) * (1 + scale).unsqueeze(1) + shift.unsqueeze(1);
+  auto e = norm(encoder) * (1 + enc_scale).unsqueeze(1) + enc_shift.unsqueeze(1);
+  return {h, e, gate.unsqueeze(1), enc_gate.unsqueeze(1)};
+}
+
+CogVideoXAdaLayerNormImpl::CogVideoXAdaLayerNormImpl(int64_t embedding_dim, int64_t output_dim, bool elementwise_affine,
+                                                     double eps) {
+  linear = register_module("linear", make_linear(embedding_dim, output_dim));
+  norm = register_module("norm", make_layer_norm(output_dim / 2, eps, elementwise_affine));
+}
+
+torch::Tensor CogVideoXAdaLayerNormImpl::forward(const torch::Tensor& x, const torch::Tensor& temb) {
+  const auto chunks = linear(torch::silu(temb)).chunk(2, 1);
+  // chunk_dim=1 order: shift first, then scale.
+  return norm(x) * (1 + chunks[1].unsqueeze(1)) + chunks[0].unsqueeze(1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention
+
+CogVideoXAttentionImpl::CogVideoXAttentionImpl(int64_t dim, int64_t heads, int64_t head_dim, bool bias)
+    : heads_(heads), head_dim_(head_dim) {
+  const int64_t inner = heads * head_dim;
+  to_q = register_module("to_q", make_linear(dim, inner, bias));
+  to_k = register_module("to_k", make_linear(dim, inner, bias));
+  to_v = register_module("to_v", make_linear(dim, inner, bias));
+  // diffusers Attention(qk_norm="layer_norm", eps=1e-6) with its default elementwise_affine=True.
+  norm_q = register_module("norm_q", make_layer_norm(head_dim, 1e-6, true));
+  norm_k = register_module("norm_k", make_layer_norm(head_dim, 1e-6, true));
+  out_proj_ = make_linear(inner, dim, true);
+  to_out = register_module("to_out", nn::ModuleList(out_proj_, nn::Dropout(0.0)));
+}
+
+std::pair<torch::Tensor, torch::Tensor> CogVideoXAttentionImpl::forward(const torch::Tensor& hidden,
+                                                                        const torch::Tensor& encoder,
+                                                                        const BlockAttentionCall& call) {
+  const int64_t text_len = encoder.size(1);
+  const auto x = torch::cat({encoder, hidden}, 1);
+  const int64_t b = x.size(0);
+  auto split_heads = [&](const torch::Tensor& t) { return t.view({b, -1, heads_, head_dim_}).transpose(1, 2); };
+  auto q = norm_q(split_heads(to_q(x)));
+  auto k = norm_k(split_heads(to_k(x)));
+  const auto v = split_heads(to_v(x));
+  if (call.rope != nullptr && call.rope->defined()) {
+    q = torch::cat({q.slice(2, 0, text_len), apply_rotary_emb(q.slice(2, text_len), *call.rope)}, 2);
+    k = torch::cat({k.slice(2, 0, text_len), apply_rotary_emb(k.slice(2, text_len), *call.rope)}, 2);
+  }
+  if (call.query_out != nullptr) *call.query_out = q;
+  if (call.key_out != nullptr) *call.key_out = k;
+  auto out = call.cag_mode == CagMode::kNone
+                 ? at::scaled_dot_product_attention(q, k, v)
+                 : cag_attention(q, k, v, text_len, call.grid, call.cag_mode, call.cag_batch_indices);
+  out = out.transpose(1, 2).reshape({b, -1, heads_ * head_dim_});
+  out = to_out[1]->as<nn::Dropout>()->forward(out_proj_(out));
+  return {out.slice(1, text_len), out.slice(1, 0, text_len)};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Feed-forward and block
+
+CogVideoXFeedForwardImpl::CogVideoXFeedForwardImpl(int64_t dim, int64_t inner_dim, bool tanh_gelu, double dropout)
+    : tanh_gelu_(tanh_gelu) {
+  // net.0 is diffusers' GELU module, whose only parameter holder is `proj`.
+  auto gelu = std::make_shared<nn::Module>("GELU");
+  proj_ = gelu->register_module("proj", make_linear(dim, inner_dim));
+  drop1_ = nn::Dropout(dropout);
+  out_ = make_linear(inner_dim, dim);
+  drop2_ = nn::Dropout(dropout);
+  net = register_module("net", nn::ModuleList(gelu, drop1_, out_, drop2_));
+}
+
+torch::Tensor CogVideoXFeedForwardImpl::forward(const torch::Tensor& x) {
+  auto h = torch::gelu(proj_(x), tanh_gelu_ ? "tanh" : "none");
+  return drop2_(out_(drop1_(h)));
+}
+
+CogVideoXBlockImpl::CogVideoXBlockImpl(const CogVideoXTransformerConfig& config) {
+  const int64_t d = config.inner_dim();
+  norm1 = register_module(
+      "norm1", CogVideoXLayerNormZero(config.time_embed_dim, d, config.norm_elementwise_affine, config.norm_eps));
+  attn1 = register_module(
+      "attn1", CogVideoXAttention(d, config.num_attention_heads, config.attention_head_dim, config.attention_bias));
+  norm2 = register_module(
+      "norm2", CogVideoXLayerNormZero(config.time_embed_dim, d, config.norm_elementwise_affine, config.norm_eps));
+  ff =
+      register_module("ff", CogVideoXFeedForward(d, 4 * d, config.activation_fn == "gelu-approximate", config.dropout));
+}
+
+std::pair<torch::Tensor, torch::Tensor> CogVideoXBlockImpl::forward(const torch::Tensor& hidden,
+                                                                    const torch::Tensor& encoder,
+                                                                    const torch::Tensor& temb,
+                                                                    const BlockAttentionCall& call) {
+  const int64_t text_len = encoder.size(1);
+  auto [nh, ne, gate, enc_gate] = norm1(hidden, encoder, temb);
+  auto [attn_h, attn_e] = attn1(nh, ne, call);
+  auto h = hidden + gate * attn_h;
+  auto e = encoder + enc_gate * attn_e;
+  auto [nh2, ne2, gate_ff, enc_gate_ff] = norm2(h, e, temb);
+  const auto ff_out = ff(torch::cat({ne2, nh2}, 1));
+  h = h + gate_ff * ff_out.slice(1, text_len);
+  e = e + enc_gate_ff * ff_out.slice(1, 0, text_len);
+  return {h, e};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gradient checkpointing
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Runs one block without keeping activations; backward reruns it with grad and differentiates
+// the rerun. Parameters are explicit inputs so that their gradients come back through this node
+// (autograd::grad and backward() both work). The block must outlive the backward pass.
+struct CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
+  static variable_list forward(AutogradContext* ctx, CogVideoXBlockImpl* block, const BlockAttentionCall* call,
+                               const torch::Tensor& hidden, const torch::Tensor& encoder, const torch::Tensor& temb,
+                               at::TensorList params) {
+    ctx->saved_data["block"] = reinterpret_cast<int64_t>(block);
+    ctx->saved_data["cag_mode"] = static_cast<int64_t>(call->cag_mode);
+    ctx->saved_data["cag_batch"] = c10::IValue(call->cag_batch_indices);
+    ctx->saved_data["grid"] = c10::IValue(std::vector<int64_t>{call->grid.frames, call->grid.height, call->grid.width});
+    ctx->saved_data["grad_mask"] =
+        c10::IValue(std::vector<bool>{hidden.requires_grad(), encoder.requires_grad(), temb.requires_grad()});
+    const bool has_rope = call->rope != nullptr && call->rope->defined();
+    ctx->saved_data["has_rope"] = has_rope;
+    ctx->save_for_backward({hidden, encoder, temb, has_rope ? call->rope->cos : torch::Tensor(),
+                            has_rope ? call->rope->sin : torch::Tensor()});
+    BlockAttentionCall plain = *call;
+    plain.query_out = nullptr;
+    plain.key_out = nullptr;
+    auto [h, e] = block->forward(hidden, encoder, temb, plain);
+    return {h, e};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    auto* block = reinterpret_cast<CogVideoXBlockImpl*>(ctx->saved_data["block"].toInt());
+    const auto saved = ctx->get_saved_variables();
+    const auto mask = ctx->saved_data["grad_mask"].toBoolList();
+    const auto grid = ctx->saved_data["grid"].toIntVector();
+    RotaryEmbedding rope;
+    if (ctx->saved_data["has_rope"].toBool()) rope = {saved[3], saved[4]};
+    BlockAttentionCall call;
+    call.rope = &rope;
+    call.grid = {grid[0], grid[1], grid[2]};
+    call.cag_mode = static_cast<CagMode>(ctx->saved_data["cag_mode"].toInt());
+    call.cag_batch_indices = ctx->saved_data["cag_batch"].toIntVector();
+
+    torch::AutoGradMode enable_grad(true);
+    std::vector<torch::Tensor> inputs(3);
+    for (size_t i = 0; i < 3; ++i) inputs[i] = saved[i].detach().requires_grad_(mask[i]);
+    auto [h, e] = block->forward(inputs[0], inputs[1], inputs[2], call);
+
+    // Differentiate with respect to whatever requires grad: the three inputs, then the parameters.
+    std::vector<torch::Tensor> wrt;
+    std::vector<size_t> slot;  // position in the returned gradient list
+    for (size_t i = 0; i < 3; ++i) {
+      if (mask[i]) {
+        wrt.push_back(inputs[i]);
+        slot.push_back(2 + i);
+      }
+    }
+    const auto params = block->parameters();
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (params[i].requires_grad()) {
+        wrt.push_back(params[i]);
+        slot.push_back(5 + i);
+      }
+    }
+    variable_list result(5 + params.size());
+    if (wrt.empty()) return result;
+    const auto grads = torch::autograd::grad({h, e}, wrt, {grad_outputs[0], grad_outputs[1]},
+                                             /*retain_graph=*/false, /*create_graph=*/false, /*allow_unused=*/true);
+    for (size_t i = 0; i < grads.size(); ++i) result[slot[i]] = grads[i];
+    return result;
+  }
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// The model
+
+CogVideoXTransformer3DModelImpl::CogVideoXTransformer3DModelImpl(const CogVideoXTransformerConfig& config)
+    : config_(config) {
+  config_.validate();
+  const int64_t d = config.inner_dim();
+  patch_embed = register_module("patch_embed", CogVideoXPatchEmbed(config));
+  embedding_dropout = register_module("embedding_dropout", nn::Dropout(config.dropout));
+  time_embedding = register_module("time_embedding", TimestepEmbedding(d, config.time_embed_dim));
+  if (config.ofs_embed_dim) {
+    ofs_embedding = register_module("ofs_embedding", TimestepEmbedding(*config.ofs_embed_dim, *config.ofs_embed_dim));
+  }
+  transformer_blocks = register_module("transformer_blocks", nn::ModuleList());
+  for (int64_t i = 0; i < config.num_layers; ++i) {
+    blocks_.push_back(CogVideoXBlock(config));
+    transformer_blocks->push_back(blocks_.back());
+  }
+  norm_final = register_module("norm_final", make_layer_norm(d, config.norm_eps, config.norm_elementwise_affine));
+  norm_out = register_module(
+      "norm_out", CogVideoXAdaLayerNorm(config.time_embed_dim, 2 * d, config.norm_elementwise_affine, config.norm_eps));
+  const int64_t p = config.patch_size;
+  const int64_t out_dim = p * p * config.patch_size_t.value_or(1) * config.out_channels;
+  proj_out = register_module("proj_out", make_linear(d, out_dim));
+}
+
+TokenGrid CogVideoXTransformer3DModelImpl::token_grid(int64_t frames, int64_t height, int64_t width) const {
+  return {frames / config_.patch_size_t.value_or(1), height / config_.patch_size, width / config_.patch_size};
+}
+
+std::pair<torch::Tensor, torch::Tensor> CogVideoXTransformer3DModelImpl::run_block(int64_t index,
+                                                                                   const torch::Tensor& hidden,
+                                                                                   const torch::Tensor& encoder,
+                                                                                   const torch::Tensor& temb,
+                                                                                   const BlockAttentionCall& call) {
+  auto& block = blocks_[static_cast<size_t>(index)];
+  const bool capturing = call.query_out != nullptr || call.key_out != nullptr;
+  if (!gradient_checkpointing_ || !torch::GradMode::is_enabled() || capturing) {
+    return block->forward(hidden, encoder, temb, call);
+  }
+  T4G_CHECK(!is_training() || config_.dropout == 0.0,
+            "gradient checkpointing with dropout > 0 in training mode would recompute different dropout masks");
+  const auto params = block->parameters();
+  const auto out = CheckpointedBlock::apply(block.get(), &call, hidden, encoder, temb, at::TensorList(params));
+  return {out[0], out[1]};
+}
+
+TransformerOutput CogVideoXTransformer3DModelImpl::forward(const torch::Tensor& hidden_states,
+                                                           const torch::Tensor& encoder_hidden_states,
+                                                           const torch::Tensor& timestep,
+                                                           const TransformerForwardOptions& options) {
+  const auto& c = config_;
+  T4G_CHECK(hidden_states.dim() == 5, "hidden_states must be [B, F, C, H, W], got ", hidden_states.sizes());
+  const int64_t b = hidden_states.size(0);
+  const int64_t f = hidden_states.size(1);
+  const int64_t h = hidden_states.size(3);
+  const int64_t w = hidden_states.size(4);
+  T4G_CHECK(hidden_states.size(2) == c.in_channels, "hidden_states has ", hidden_states.size(2),
+            " channels, the config says in_channels = ", c.in_channels);
+  T4G_CHECK(h % c.patch_size == 0 && w % c.patch_size == 0, "latent size ", h, "x", w,
+            " is not divisible by patch_size ", c.patch_size);
+  T4G_CHECK(!c.patch_size_t || f % *c.patch_size_t == 0, "latent frames ", f, " not divisible by patch_size_t ",
+            c.patch_size_t.value_or(1), " (the pipeline pads the front frame)");
+  T4G_CHECK(encoder_hidden_states.dim() == 3 && encoder_hidden_states.size(0) == b &&
+                encoder_hidden_states.size(2) == c.text_embed_dim,
+            "encoder_hidden_states must be [", b, ", S, ", c.text_embed_dim, "], got ", encoder_hidden_states.sizes());
+  T4G_CHECK(timestep.dim() <= 1 && (timestep.dim() == 0 || timestep.size(0) == b), "timestep must be a scalar or [", b,
+            "], got ", timestep.sizes());
+
+  const auto dtype = proj_out->weight.scalar_type();
+  const auto device = proj_out->weight.device();
+  const auto x = hidden_states.to(device, dtype);
+  const auto text = encoder_hidden_states.to(device, dtype);
+  const auto t = (timestep.dim() == 0 ? timestep.expand({b}) : timestep).to(device);
+  const TokenGrid grid = token_grid(f, h, w);
+  const int64_t text_len = text.size(1);
+
+  // 1. Time (and ofs) embedding: sinusoid in fp32, cast to the compute dtype.
+  auto emb = time_embedding(timestep_sinusoid(t, c.inner_dim(), c.flip_sin_to_cos, c.freq_shift).to(dtype));
+  if (c.ofs_embed_dim) {
+    T4G_CHECK(options.ofs.defined(), "this model (ofs_embed_dim set, CogVideoX1.5-I2V) needs the ofs input");
+    const auto ofs = (options.ofs.dim() == 0 ? options.ofs.expand({b}) : options.ofs).to(device);
+    emb = emb + ofs_embedding(timestep_sinusoid(ofs, *c.ofs_embed_dim, c.flip_sin_to_cos, c.freq_shift).to(dtype));
+  }
+
+  // 2. Patch embedding, positional tables.
+  auto seq = embedding_dropout(patch_embed(text, x));
+  auto encoder = seq.slice(1, 0, text_len);
+  auto hidden = seq.slice(1, text_len);
+
+  RotaryEmbedding rope = options.rope;
+  if (c.use_rotary_positional_embeddings && !rope.defined()) {
+    rope = cogvideox_rotary_embedding(c, f, h, w, device);
+  }
+  if (rope.defined()) {
+    T4G_CHECK(rope.cos.size(0) == grid.video_tokens() && rope.cos.size(1) == c.attention_head_dim, "RoPE tables are ",
+              rope.cos.sizes(), ", expected [", grid.video_tokens(), ", ", c.attention_head_dim, "]");
+  }
+
+  // 3. Blocks, with probes.
+  static const ProbeOptions kNoProbes;
+  const ProbeOptions& probes = options.probes != nullptr ? *options.probes : kNoProbes;
+  auto check_layers = [&](const auto& layers, const char* what) {
+    for (const int64_t layer : layers) {
+      T4G_CHECK(layer >= 0 && layer < c.num_layers, what, " layer ", layer, " outside [0, ", c.num_layers, ")");
+    }
+  };
+  check_layers(probes.query_key_layers, "query/key probe");
+  check_layers(probes.hidden_layers, "hidden-state probe");
+  check_layers(probes.cag_layers, "CAG");
+  for (const auto& [layer, hook] : probes.residual_hooks) {
+    T4G_CHECK(layer >= 0 && layer < c.num_layers, "residual hook layer ", layer, " outside [0, ", c.num_layers, ")");
+    T4G_CHECK(static_cast<bool>(hook), "residual hook at layer ", layer, " is empty");
+  }
+
+  TransformerOutput result;
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    BlockAttentionCall call;
+    call.rope = rope.defined() ? &rope : nullptr;
+    call.grid = grid;
+    if (probes.cag_layers.count(i) != 0) {
+      call.cag_mode = probes.cag_mode;
+      call.cag_batch_indices = probes.cag_batch_indices;
+    }
+    if (probes.query_key_layers.count(i) != 0) {
+      call.query_out = &result.captured.query[i];
+      call.key_out = &result.captured.key[i];
+    }
+    std::tie(hidden, encoder) = run_block(i, hidden, encoder, emb, call);
+    if (probes.hidden_layers.count(i) != 0) result.captured.hidden[i] = hidden;
+    const auto hook = probes.residual_hooks.find(i);
+    if (hook != probes.residual_hooks.end()) {
+      const auto add = hook->second(hidden, grid);
+      T4G_CHECK(add.sizes() == hidden.sizes(), "residual hook at layer ", i, " returned ", add.sizes(), ", expected ",
+                hidden.sizes());
+      hidden = hidden + add.to(hidden.scalar_type());
+    }
+  }
+
+  // 4. Output head (video tokens only) and unpatchify.
+  hidden = proj_out(norm_out(norm_final(hidden), emb));
+  const int64_t p = c.patch_size;
+  if (!c.patch_size_t) {
+    result.sample =
+        hidden.reshape({b, f, h / p, w / p, -1, p, p}).permute({0, 1, 4, 2, 5, 3, 6}).flatten(5, 6).flatten(3, 4);
+  } else {
+    const int64_t pt = *c.patch_size_t;
+    result.sample = hidden.reshape({b, (f + pt - 1) / pt, h / p, w / p, -1, pt, p, p})
+                        .permute({0, 1, 5, 4, 2, 6, 3, 7})
+                        .flatten(6, 7)
+                        .flatten(4, 5)
+                        .flatten(1, 2);
+  }
+  return result;
+}
+
+void init_random_weights(torch::nn::Module& module, uint64_t seed, double std) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  torch::NoGradGuard no_grad;
+  auto fill = [&](const std::string& name, torch::Tensor& t) {
+    auto noise = at::normal(0.0, std, t.sizes(), gen, torch::TensorOptions().dtype(torch::kFloat32));
+    const bool is_norm_weight = t.dim() == 1 && name.size() >= 6 && name.compare(name.size() - 6, 6, "weight") == 0;
+    if (is_norm_weight) noise = noise + 1.0;
+    t.copy_(noise);
+  };
+  for (auto& item : module.named_parameters()) fill(item.key(), item.value());
+  for (auto& item : module.named_buffers()) fill(item.key(), item.value());
+}
+
+}  // namespace t4g

@@ -1,0 +1,344 @@
+// CogVideoXTransformer3DModel with weights made in C++: diffusers state-dict names, shapes of all
+// forms, gradient checkpointing equal to the plain path, probes and hooks, bf16 close to fp32.
+// Numerical parity with diffusers itself is in cogvideox_parity_test.cpp.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "common/error.h"
+#include "models/cogvideox_transformer.h"
+
+namespace t4g {
+namespace {
+
+CogVideoXTransformerConfig tiny(bool rope) {
+  CogVideoXTransformerConfig c;
+  c.num_attention_heads = 2;
+  c.attention_head_dim = 16;
+  c.in_channels = 4;
+  c.out_channels = 4;
+  c.time_embed_dim = 16;
+  c.text_embed_dim = 24;
+  c.num_layers = 3;
+  c.sample_height = 8;
+  c.sample_width = 12;
+  c.sample_frames = 9;
+  c.max_text_seq_length = 5;
+  c.use_rotary_positional_embeddings = rope;
+  return c;
+}
+
+struct Inputs {
+  torch::Tensor x, text, t;
+};
+
+Inputs make_inputs(const CogVideoXTransformerConfig& c, int64_t frames = 3, int64_t h = 8, int64_t w = 12,
+                   int64_t batch = 2) {
+  torch::manual_seed(7);
+  return {torch::randn({batch, frames, c.in_channels, h, w}),
+          torch::randn({batch, c.max_text_seq_length, c.text_embed_dim}),
+          torch::tensor({19, 999}, torch::kLong).slice(0, 0, batch)};
+}
+
+CogVideoXTransformer3DModel make_model(const CogVideoXTransformerConfig& c, uint64_t seed = 1) {
+  CogVideoXTransformer3DModel model(c);
+  init_random_weights(*model, seed, 0.2);
+  model->eval();
+  return model;
+}
+
+// Whether the autograd graph behind `t` contains a node whose name contains `needle`.
+bool graph_has_node(const torch::Tensor& t, const std::string& needle) {
+  std::vector<std::shared_ptr<torch::autograd::Node>> stack{t.grad_fn()};
+  std::set<torch::autograd::Node*> seen;
+  while (!stack.empty()) {
+    auto node = stack.back();
+    stack.pop_back();
+    if (!node || !seen.insert(node.get()).second) continue;
+    if (node->name().find(needle) != std::string::npos) return true;
+    for (const auto& edge : node->next_edges()) stack.push_back(edge.function);
+  }
+  return false;
+}
+
+double max_rel(const torch::Tensor& a, const torch::Tensor& b) {
+  return ((a.to(torch::kFloat32) - b.to(torch::kFloat32)).abs().max() / b.to(torch::kFloat32).abs().max())
+      .item<double>();
+}
+
+TEST(CogVideoXTransformer, ParameterNamesAreDiffusersStateDictNames) {
+  auto c = tiny(false);
+  CogVideoXTransformer3DModel model(c);
+  std::set<std::string> names;
+  for (const auto& p : model->named_parameters()) names.insert(p.key());
+  for (const auto& b : model->named_buffers()) names.insert(b.key());
+  for (const char* name : {"patch_embed.proj.weight",
+                           "patch_embed.proj.bias",
+                           "patch_embed.text_proj.weight",
+                           "time_embedding.linear_1.weight",
+                           "time_embedding.linear_2.bias",
+                           "transformer_blocks.0.norm1.linear.weight",
+                           "transformer_blocks.0.norm1.norm.weight",
+                           "transformer_blocks.0.attn1.to_q.weight",
+                           "transformer_blocks.0.attn1.to_k.bias",
+                           "transformer_blocks.0.attn1.to_v.weight",
+                           "transformer_blocks.0.attn1.norm_q.weight",
+                           "transformer_blocks.0.attn1.norm_k.bias",
+                           "transformer_blocks.0.attn1.to_out.0.weight",
+                           "transformer_blocks.2.norm2.linear.bias",
+                           "transformer_blocks.2.ff.net.0.proj.weight",
+                           "transformer_blocks.2.ff.net.2.weight",
+                           "norm_final.weight",
+                           "norm_out.linear.weight",
+                           "norm_out.norm.bias",
+                           "proj_out.weight",
+                           "proj_out.bias"}) {
+    EXPECT_EQ(names.count(name), 1u) << name;
+  }
+  // 24 tensors per block + 16 outside (research/cogvideox.md 2.2: 2B has 736 = 30 * 24 + 16).
+  EXPECT_EQ(names.size(), static_cast<size_t>(24 * c.num_layers + 16));
+  const auto params = model->named_parameters();
+  EXPECT_EQ(params["patch_embed.proj.weight"].sizes(), (std::vector<int64_t>{32, 4, 2, 2}));
+  EXPECT_EQ(params["transformer_blocks.0.norm1.linear.weight"].sizes(), (std::vector<int64_t>{6 * 32, 16}));
+  EXPECT_EQ(params["transformer_blocks.0.ff.net.0.proj.weight"].sizes(), (std::vector<int64_t>{4 * 32, 32}));
+  EXPECT_EQ(params["proj_out.weight"].sizes(), (std::vector<int64_t>{4 * 4, 32}));
+
+  // I2V adds the learned table (a buffer, as in diffusers); 1.5 swaps the Conv2d for a Linear and
+  // adds ofs_embedding.
+  c.use_rotary_positional_embeddings = true;
+  c.use_learned_positional_embeddings = true;
+  CogVideoXTransformer3DModel i2v(c);
+  EXPECT_EQ(i2v->named_buffers()["patch_embed.pos_embedding"].sizes(), (std::vector<int64_t>{1, 5 + 3 * 4 * 6, 32}));
+  c.use_learned_positional_embeddings = false;
+  c.patch_size_t = 2;
+  c.ofs_embed_dim = 16;
+  c.patch_bias = false;
+  CogVideoXTransformer3DModel v15(c);
+  const auto p15 = v15->named_parameters();
+  EXPECT_EQ(p15["patch_embed.proj.weight"].sizes(), (std::vector<int64_t>{32, 4 * 8}));
+  EXPECT_TRUE(p15.contains("patch_embed.proj.bias"));  // 1.5's Linear always has a bias
+  EXPECT_TRUE(p15.contains("ofs_embedding.linear_1.weight"));
+  EXPECT_EQ(p15["proj_out.weight"].sizes(), (std::vector<int64_t>{4 * 8, 32}));
+}
+
+TEST(CogVideoXTransformer, OutputShapesForAllForms) {
+  torch::NoGradGuard no_grad;
+  for (const bool rope : {false, true}) {
+    auto c = tiny(rope);
+    auto model = make_model(c);
+    for (const auto& grid : std::vector<std::vector<int64_t>>{{3, 8, 12}, {2, 6, 10}}) {
+      const auto in = make_inputs(c, grid[0], grid[1], grid[2]);
+      const auto out = model(in.x, in.text, in.t).sample;
+      EXPECT_EQ(out.sizes(), (std::vector<int64_t>{2, grid[0], 4, grid[1], grid[2]}));
+      EXPECT_TRUE(torch::isfinite(out).all().item<bool>());
+    }
+  }
+  auto c = tiny(true);
+  c.in_channels = 8;
+  c.use_learned_positional_embeddings = true;
+  auto i2v = make_model(c);
+  const auto in = make_inputs(c);
+  EXPECT_EQ(i2v(in.x, in.text, in.t).sample.sizes(), (std::vector<int64_t>{2, 3, 4, 8, 12}));
+  // The learned table only fits the sample size (diffusers raises too).
+  const auto off = make_inputs(c, 3, 6, 10);
+  EXPECT_THROW(i2v(off.x, off.text, off.t), Error);
+
+  c = tiny(true);
+  c.patch_size_t = 2;
+  c.ofs_embed_dim = 16;
+  auto v15 = make_model(c);
+  const auto in15 = make_inputs(c, 4);
+  TransformerForwardOptions opts;
+  opts.ofs = torch::full({2}, 2.0);
+  EXPECT_EQ(v15(in15.x, in15.text, in15.t, opts).sample.sizes(), (std::vector<int64_t>{2, 4, 4, 8, 12}));
+  EXPECT_THROW(v15(in15.x, in15.text, in15.t), Error);  // ofs missing
+}
+
+TEST(CogVideoXTransformer, BadInputsGiveClearErrors) {
+  torch::NoGradGuard no_grad;
+  auto c = tiny(false);
+  auto model = make_model(c);
+  const auto in = make_inputs(c);
+  auto message = [&](const std::function<void()>& fn) {
+    try {
+      fn();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(message([&] { model(in.x.slice(2, 0, 3), in.text, in.t); }).find("in_channels"), std::string::npos);
+  EXPECT_NE(message([&] { model(in.x[0], in.text, in.t); }).find("[B, F, C, H, W]"), std::string::npos);
+  EXPECT_NE(message([&] { model(in.x, in.text.slice(2, 0, 8), in.t); }).find("encoder_hidden_states"),
+            std::string::npos);
+  ProbeOptions probes;
+  probes.query_key_layers = {3};
+  TransformerForwardOptions opts;
+  opts.probes = &probes;
+  EXPECT_NE(message([&] { model(in.x, in.text, in.t, opts); }).find("layer 3"), std::string::npos);
+}
+
+TEST(CogVideoXTransformer, ScalarTimestepBroadcastsOverTheBatch) {
+  torch::NoGradGuard no_grad;
+  auto c = tiny(true);
+  auto model = make_model(c);
+  const auto in = make_inputs(c);
+  const auto a = model(in.x, in.text, torch::tensor(19, torch::kLong)).sample;
+  const auto b = model(in.x, in.text, torch::tensor({19, 19}, torch::kLong)).sample;
+  EXPECT_TRUE(torch::equal(a, b));
+}
+
+// Gradient checkpointing must give the same loss and the same gradients (parameters and input).
+TEST(CogVideoXTransformer, GradientCheckpointingMatchesThePlainPath) {
+  for (const bool rope : {false, true}) {
+    auto c = tiny(rope);
+    auto model = make_model(c);
+    model->train();
+    const auto in = make_inputs(c);
+    auto run = [&](bool checkpoint) {
+      model->set_gradient_checkpointing(checkpoint);
+      model->zero_grad();
+      auto x = in.x.clone().requires_grad_(true);
+      const auto out = model(x, in.text, in.t).sample;
+      const auto loss = (out * out).mean();
+      loss.backward();
+      std::map<std::string, torch::Tensor> grads;
+      for (const auto& p : model->named_parameters()) grads[p.key()] = p.value().grad().clone();
+      grads["<input>"] = x.grad().clone();
+      return std::make_pair(loss.item<double>(), grads);
+    };
+    const auto plain = run(false);
+    const auto ckpt = run(true);
+    // Same fp32 ops in the same order: agreement to 1e-6 relative (SDPA may reassociate).
+    EXPECT_NEAR(plain.first, ckpt.first, 1e-6 * std::abs(plain.first));
+    for (const auto& [name, g] : plain.second) {
+      ASSERT_TRUE(ckpt.second.at(name).defined()) << name;
+      EXPECT_LT(max_rel(ckpt.second.at(name), g), 1e-5) << name;
+    }
+    // autograd::grad (not only backward()) reaches the parameters through the checkpoint node.
+    model->set_gradient_checkpointing(true);
+    const auto out = model(in.x, in.text, in.t).sample;
+    EXPECT_TRUE(graph_has_node(out, "CheckpointedBlock"));  // the recompute path really ran
+    model->set_gradient_checkpointing(false);
+    EXPECT_FALSE(graph_has_node(model(in.x, in.text, in.t).sample, "CheckpointedBlock"));
+    const auto w = model->named_parameters()["transformer_blocks.1.attn1.to_q.weight"];
+    const auto gw = torch::autograd::grad({out.square().mean()}, {w})[0];
+    EXPECT_LT(max_rel(gw, plain.second.at("transformer_blocks.1.attn1.to_q.weight")), 1e-5);
+  }
+}
+
+TEST(CogVideoXTransformer, ProbesCaptureQueryKeyAndHidden) {
+  auto c = tiny(true);
+  auto model = make_model(c);
+  const auto in = make_inputs(c);
+  ProbeOptions probes;
+  probes.query_key_layers = {1};
+  probes.hidden_layers = {0, 2};
+  TransformerForwardOptions opts;
+  opts.probes = &probes;
+  torch::NoGradGuard no_grad;
+  const auto out = model(in.x, in.text, in.t, opts);
+  ASSERT_EQ(out.captured.query.count(1), 1u);
+  EXPECT_EQ(out.captured.query.at(1).sizes(), (std::vector<int64_t>{2, 2, 5 + 3 * 4 * 6, 16}));
+  EXPECT_EQ(out.captured.key.at(1).sizes(), (std::vector<int64_t>{2, 2, 5 + 3 * 4 * 6, 16}));
+  EXPECT_EQ(out.captured.hidden.at(2).sizes(), (std::vector<int64_t>{2, 3 * 4 * 6, 32}));
+  EXPECT_EQ(out.captured.hidden.count(1), 0u);
+  // Probes do not change the output.
+  EXPECT_TRUE(torch::equal(out.sample, model(in.x, in.text, in.t).sample));
+  // Order is text then video: at layer 0 nothing has mixed yet, so the first S rows of Q depend
+  // on the text only and the rest on the video.
+  probes.query_key_layers = {0};
+  const auto a = model(in.x, in.text, in.t, opts).captured.query.at(0);
+  const auto b = model(in.x + 1.0, in.text, in.t, opts).captured.query.at(0);
+  EXPECT_TRUE(torch::equal(a.slice(2, 0, 5), b.slice(2, 0, 5)));
+  EXPECT_FALSE(torch::allclose(a.slice(2, 5), b.slice(2, 5)));
+}
+
+TEST(CogVideoXTransformer, CapturedQueryKeepsGradUnderCheckpointing) {
+  auto c = tiny(true);
+  auto model = make_model(c);
+  model->set_gradient_checkpointing(true);
+  const auto in = make_inputs(c);
+  ProbeOptions probes;
+  probes.query_key_layers = {1};
+  TransformerForwardOptions opts;
+  opts.probes = &probes;
+  const auto out = model(in.x.clone().requires_grad_(true), in.text, in.t, opts);
+  EXPECT_TRUE(out.captured.query.at(1).requires_grad());
+  EXPECT_TRUE(out.sample.requires_grad());
+}
+
+TEST(CogVideoXTransformer, ResidualHookAddsAfterTheBlock) {
+  torch::NoGradGuard no_grad;
+  auto c = tiny(false);
+  auto model = make_model(c);
+  const auto in = make_inputs(c);
+  const auto plain = model(in.x, in.text, in.t).sample;
+
+  ProbeOptions probes;
+  probes.hidden_layers = {1};
+  TokenGrid seen;
+  probes.residual_hooks[1] = [&](const torch::Tensor& h, const TokenGrid& grid) {
+    seen = grid;
+    return torch::zeros_like(h);
+  };
+  TransformerForwardOptions opts;
+  opts.probes = &probes;
+  auto out = model(in.x, in.text, in.t, opts);
+  EXPECT_TRUE(torch::equal(out.sample, plain));
+  EXPECT_EQ(seen.frames, 3);
+  EXPECT_EQ(seen.height, 4);
+  EXPECT_EQ(seen.width, 6);
+
+  // Adding h itself after block 1 equals doubling block 1's output; the capture is pre-hook.
+  probes.residual_hooks[1] = [](const torch::Tensor& h, const TokenGrid&) { return h; };
+  probes.hidden_layers = {1, 2};
+  out = model(in.x, in.text, in.t, opts);
+  EXPECT_FALSE(torch::allclose(out.sample, plain));
+  ProbeOptions plain_probes;
+  plain_probes.hidden_layers = {1};
+  TransformerForwardOptions plain_opts;
+  plain_opts.probes = &plain_probes;
+  const auto reference = model(in.x, in.text, in.t, plain_opts);
+  EXPECT_TRUE(torch::equal(out.captured.hidden.at(1), reference.captured.hidden.at(1)));
+
+  probes.residual_hooks[1] = [](const torch::Tensor& h, const TokenGrid&) { return h.slice(1, 1); };
+  EXPECT_THROW(model(in.x, in.text, in.t, opts), Error);
+}
+
+TEST(CogVideoXTransformer, CagChangesOnlyTheChosenLayersAndBatchElements) {
+  torch::NoGradGuard no_grad;
+  auto c = tiny(true);
+  auto model = make_model(c);
+  const auto in = make_inputs(c);
+  const auto plain = model(in.x, in.text, in.t).sample;
+  for (const auto mode : {CagMode::kRenormalized, CagMode::kDropWithoutRenorm}) {
+    ProbeOptions probes;
+    probes.cag_layers = {1};
+    probes.cag_mode = mode;
+    probes.cag_batch_indices = {1};
+    TransformerForwardOptions opts;
+    opts.probes = &probes;
+    const auto out = model(in.x, in.text, in.t, opts).sample;
+    EXPECT_TRUE(torch::allclose(out[0], plain[0], 1e-6, 1e-6));  // unperturbed batch element
+    EXPECT_GT((out[1] - plain[1]).abs().max().item<double>(), 1e-4);
+  }
+}
+
+TEST(CogVideoXTransformer, Bf16ForwardIsCloseToFp32) {
+  torch::NoGradGuard no_grad;
+  for (const bool rope : {false, true}) {
+    auto c = tiny(rope);
+    auto model = make_model(c);
+    const auto in = make_inputs(c);
+    const auto fp32 = model(in.x, in.text, in.t).sample;
+    model->to(torch::kBFloat16);
+    const auto bf16 = model(in.x, in.text, in.t).sample;
+    EXPECT_EQ(bf16.scalar_type(), torch::kBFloat16);
+    // bf16 keeps 8 mantissa bits; through 3 blocks the error stays within a few percent of the range.
+    EXPECT_LT(max_rel(bf16, fp32), 5e-2) << "rope=" << rope;
+  }
+}
+
+}  // namespace
+}  // namespace t4g
