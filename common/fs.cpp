@@ -1,5 +1,6 @@
 #include "common/fs.h"
 
+#include <ftw.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -25,15 +26,13 @@ void write_atomically(const std::string& path, const std::function<void(const st
   try {
     write(tmp);
   } catch (...) {
-    std::error_code ec;
-    fs::remove_all(tmp, ec);
+    remove_tree(tmp);
     throw;
   }
   std::error_code ec;
   fs::rename(tmp, path, ec);
   if (ec) {
-    std::error_code ignore;
-    fs::remove_all(tmp, ignore);
+    remove_tree(tmp);
     ErrorContext ctx;
     ctx.file = path;
     throw Error("cannot rename the finished temporary file into place: " + ec.message(), ctx);
@@ -68,6 +67,17 @@ void make_dirs(const std::string& path) {
   ErrorContext ctx;
   ctx.file = path;
   T4G_CHECK_CTX(!ec, ctx, "cannot create folder: ", ec.message());
+}
+
+namespace {
+int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return ::remove(path) == 0 ? 0 : 1; }
+}  // namespace
+
+bool remove_tree(const std::string& path) noexcept {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return errno == ENOENT;
+  // Depth first (contents before their folder), without following symlinks.
+  return ::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0;
 }
 
 }  // namespace t4g

@@ -24,4 +24,10 @@ std::string read_file(const std::string& path);
 // Creates the folder and its parents; throws t4g::Error naming it on failure.
 void make_dirs(const std::string& path);
 
+// Removes a file or a folder with everything in it (symlinks are removed, not followed); a missing
+// path is fine. Returns false when something could not be removed. Use this instead of
+// std::filesystem::remove_all: the copy that libtorch.so exports (and that wins at link time)
+// crashes on non-empty folders (torch 2.11 wheel, verified).
+bool remove_tree(const std::string& path) noexcept;
+
 }  // namespace t4g

@@ -1,5 +1,7 @@
 #include "tests/testing.h"
 
+#include "common/fs.h"
+
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -32,10 +34,8 @@ TempDir::TempDir() {
   throw std::runtime_error("cannot create a temporary folder");
 }
 
-TempDir::~TempDir() {
-  std::error_code ec;
-  fs::remove_all(path_, ec);
-}
+// Not fs::remove_all: libtorch.so's exported copy of it crashes on non-empty folders (common/fs.h).
+TempDir::~TempDir() { t4g::remove_tree(path_); }
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
