@@ -43,7 +43,7 @@ AgentRendezvous::AgentRendezvous(const LauncherOptions& options) : options_(opti
                     " (node ", options.node_rank, " of ", options.nnodes, "): ", first_line(e.what_without_backtrace())),
                 ctx);
   }
-  store_ = c10::make_intrusive<c10d::PrefixStore>("t4grun/" + options.run_id + "/", tcp_);
+  store_ = c10::make_intrusive<c10d::PrefixStore>("t4grun/" + options.run_id, tcp_);
   // All agents must agree on the restart budget, or they would fall out of step.
   const std::string mine = std::to_string(options.max_restarts);
   if (options.node_rank == 0) {

@@ -83,12 +83,16 @@ std::string describe_root_cause(const std::vector<WorkerState>& workers, const E
 std::string format_failure_report(const std::vector<WorkerState>& workers, const ErrorRecords& records,
                                   const FailureContext& c) {
   std::ostringstream out;
-  out << "t4grun: the worker group failed";
+  out << (c.signal != 0 ? "t4grun: the worker group was stopped by " + signal_name(c.signal)
+                        : std::string("t4grun: the worker group failed"));
   if (c.nnodes > 1) out << " (node " << c.node_rank << " of " << c.nnodes << ")";
   out << " on attempt " << c.attempt << " (" << c.attempt << " of " << c.max_restarts << " restarts used)\n";
   if (c.signal != 0) out << "  t4grun received " << signal_name(c.signal) << " and forwarded it to the workers\n";
   if (!c.peer_failure.empty()) out << "  stopped because of a failure on another node: " << c.peer_failure << "\n";
-  const auto first = root_cause(workers, records);
+  std::optional<size_t> first = root_cause(workers, records);
+  // A worker that t4grun had already signalled is a consequence, not a cause: when every failure
+  // is one (a signal to t4grun, a failure on another node) there is no local root cause.
+  if (first && workers[*first].stopped_by_launcher) first.reset();
   if (first) {
     const WorkerState& w = workers[*first];
     const auto it = records.find(w.rank);

@@ -55,7 +55,7 @@ class NcclCommunicator : public Communicator {
     auto pg_options = c10d::ProcessGroupNCCL::Options::create();
     pg_options->timeout = options.timeout;
     pg_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(
-        c10::make_intrusive<c10d::PrefixStore>(options.name + "/", std::move(store)), rank_, world_size_,
+        c10::make_intrusive<c10d::PrefixStore>(options.name, std::move(store)), rank_, world_size_,
         pg_options);
     pg_->setBoundDeviceId(device_);
     if (options.nccl_eager_init) pg_->eagerConnectSingleDevice(device_);

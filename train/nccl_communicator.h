@@ -14,7 +14,7 @@ namespace t4g {
 bool nccl_communicator_built();
 
 // Sets the CUDA device to env.local_rank, creates the NCCL process group over
-// PrefixStore(options.name + "/", store) and, with options.nccl_eager_init, connects now.
+// PrefixStore(options.name, store) and, with options.nccl_eager_init, connects now.
 // Throws t4g::Error when the build has no NCCL or LOCAL_RANK names no visible GPU.
 std::unique_ptr<Communicator> make_nccl_communicator(const DistEnv& env, c10::intrusive_ptr<c10d::Store> store,
                                                      const CommunicatorOptions& options);

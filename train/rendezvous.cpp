@@ -11,7 +11,7 @@
 
 namespace t4g {
 
-std::string attempt_prefix(int restart_count) { return str("attempt_", restart_count, "/"); }
+std::string attempt_prefix(int restart_count) { return str("attempt_", restart_count); }
 
 c10::intrusive_ptr<c10d::Store> connect_store(const DistEnv& env, const RendezvousOptions& options) {
   c10::intrusive_ptr<c10d::Store> store;

@@ -107,7 +107,7 @@ StoreCommunicator::StoreCommunicator(c10::intrusive_ptr<c10d::Store> store, int 
   T4G_CHECK(world_size >= 1, "StoreCommunicator: world size must be positive, got ", world_size);
   T4G_CHECK(rank >= 0 && rank < world_size, "StoreCommunicator: rank ", rank, " is outside [0, ", world_size, ")");
   T4G_CHECK(options_.timeout.count() > 0, "StoreCommunicator: timeout must be positive");
-  store_ = c10::make_intrusive<c10d::PrefixStore>(options_.name + "/", std::move(store));
+  store_ = c10::make_intrusive<c10d::PrefixStore>(options_.name, std::move(store));
 }
 
 StoreCommunicator::~StoreCommunicator() = default;
