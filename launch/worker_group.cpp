@@ -63,6 +63,14 @@ void make_pipe(int fds[2]) {
   ::_exit(127);
 }
 
+// The worker's process group, and the worker itself: a child that has not reached setsid() yet
+// has no group of its own, and killpg alone would miss it (the signal stays pending while the
+// child blocks signals, and acts once it unblocks them).
+void signal_worker(pid_t pid, int signum) {
+  ::killpg(pid, signum);
+  ::kill(pid, signum);
+}
+
 }  // namespace
 
 std::string resolve_program(const std::string& name) {
@@ -249,7 +257,7 @@ bool WorkerGroup::any_failed() const {
 void WorkerGroup::stop(int signum, double grace_s) {
   for (WorkerState& w : workers_) {
     if (!w.running) continue;
-    ::killpg(w.pid, signum);
+    signal_worker(w.pid, signum);
     w.stopped_by_launcher = true;
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_s);
@@ -259,7 +267,7 @@ void WorkerGroup::stop(int signum, double grace_s) {
     reap(false);
   }
   for (WorkerState& w : workers_) {
-    if (w.running) ::killpg(w.pid, SIGKILL);
+    if (w.running) signal_worker(w.pid, SIGKILL);
   }
   reap(/*block=*/true);  // SIGKILL cannot be caught: this returns
   finish();
