@@ -89,12 +89,12 @@ std::string format_failure_report(const std::vector<WorkerState>& workers, const
   out << " on attempt " << c.attempt << " (" << c.attempt << " of " << c.max_restarts << " restarts used)\n";
   if (c.signal != 0) out << "  t4grun received " << signal_name(c.signal) << " and forwarded it to the workers\n";
   if (!c.peer_failure.empty()) out << "  stopped because of a failure on another node: " << c.peer_failure << "\n";
-  std::optional<size_t> first = root_cause(workers, records);
   // A worker that t4grun had already signalled is a consequence, not a cause: when every failure
   // is one (a signal to t4grun, a failure on another node) there is no local root cause.
-  if (first && workers[*first].stopped_by_launcher) first.reset();
-  if (first) {
-    const WorkerState& w = workers[*first];
+  const std::optional<size_t> cause = root_cause(workers, records);
+  const long first = cause && !workers[*cause].stopped_by_launcher ? static_cast<long>(*cause) : -1;
+  if (first >= 0) {
+    const WorkerState& w = workers[first];
     const auto it = records.find(w.rank);
     const bool has_record = it != records.end();
     out << "  root cause (first failure): rank " << w.rank << " (local rank " << w.local_rank << ", node "
@@ -114,7 +114,7 @@ std::string format_failure_report(const std::vector<WorkerState>& workers, const
     }
   }
   for (size_t i = 0; i < workers.size(); ++i) {
-    if (first && i == *first) continue;
+    if (static_cast<long>(i) == first) continue;
     const WorkerState& w = workers[i];
     out << "  rank " << w.rank << ": " << describe_exit(w);
     if (w.stopped_by_launcher) out << " (stopped by t4grun)";

@@ -10,6 +10,8 @@
 #include <thread>
 
 #include "common/error.h"
+#include "launch/slurm.h"
+#include "launch/worker_env.h"
 #include "t4g/build_config.h"
 
 namespace t4g::launch {
@@ -153,7 +155,11 @@ bool parse_launcher_options(int argc, const char* const* argv, LauncherOptions& 
   CLI::App app{
       "t4grun: start and supervise the workers of a distributed t4g job (torchrun's flags and worker "
       "environment, for C++ programs).\n"
-      "Usage: t4grun [options] [--] PROGRAM [ARGS...]"};
+      "Usage: t4grun [options] [--] PROGRAM [ARGS...]\n"
+      "  one node:   t4grun --standalone --nproc-per-node gpu t4g train --config X.yaml\n"
+      "  two nodes:  t4grun --nnodes 2 --node-rank R --master-addr HOST0 --master-port 29500 \\\n"
+      "                     --nproc-per-node 8 --max-restarts 3 t4g train --config X.yaml   (R = 0, 1)\n"
+      "  SLURM:      srun --ntasks-per-node=1 t4grun --slurm --master-port 29500 --nproc-per-node 8 t4g train ..."};
   app.set_version_flag("--version", std::string("t4grun ") + T4G_VERSION);
   // Everything from the first positional (or after "--") is the worker command, untouched.
   app.prefix_command();
@@ -189,6 +195,11 @@ bool parse_launcher_options(int argc, const char* const* argv, LauncherOptions& 
   app.add_option("--signals-to-handle,--signals_to_handle", options.signals_to_handle,
                  "signals forwarded to the workers")
       ->envname("PET_SIGNALS_TO_HANDLE");
+  bool slurm = false;
+  app.add_flag("--slurm", slurm,
+               "take --nnodes, --node-rank, --master-addr and --rdzv-id from srun's SLURM_* variables "
+               "(run one t4grun per node: srun --ntasks-per-node=1)")
+      ->envname("PET_SLURM");
   bool no_python = false;
   app.add_flag("--no-python,--no_python", no_python,
                "accepted for torchrun command lines: the program is always executed directly")
@@ -213,6 +224,14 @@ bool parse_launcher_options(int argc, const char* const* argv, LauncherOptions& 
   }
   options.nproc_per_node = parse_nproc_per_node(nproc);
   options.nnodes = parse_nnodes(nnodes);
+  if (slurm) {
+    ExplicitSettings given;
+    given.nnodes = app.count("--nnodes") > 0;
+    given.node_rank = app.count("--node-rank") > 0;
+    given.master_addr = app.count("--master-addr") > 0;
+    given.run_id = app.count("--rdzv-id") > 0;
+    apply_slurm(options, current_environment(), given);
+  }
   options.monitor_interval_s = parse_seconds(monitor, "--monitor-interval");
   options.grace_period_s = parse_seconds(grace, "--grace-period");
   options.rendezvous_timeout_s = parse_seconds(rdzv_timeout, "--rdzv-timeout");

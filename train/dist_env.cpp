@@ -56,6 +56,11 @@ bool parse_bool(const std::string& name, const std::string& text) {
 
 const char* const* dist_env_variable_names() { return kVariableNames; }
 
+std::string error_file_from_env() noexcept {
+  const char* path = std::getenv("TORCHELASTIC_ERROR_FILE");
+  return path == nullptr ? std::string() : std::string(path);
+}
+
 DistEnv DistEnv::from_env() {
   std::map<std::string, std::string> vars;
   for (const char* const* name = kVariableNames; *name != nullptr; ++name) {

@@ -32,6 +32,10 @@ struct DistEnv {
   bool distributed() const { return world_size > 1; }
 };
 
+// TORCHELASTIC_ERROR_FILE alone ("" when unset), for main()'s catch blocks: unlike from_env() it
+// never throws, because it runs while reporting another error.
+std::string error_file_from_env() noexcept;
+
 // The variable names from_env() reads, in a fixed order (for diagnostics and tests).
 const char* const* dist_env_variable_names();
 

@@ -307,6 +307,21 @@ TEST(T4grun, UsageErrorsAreOneLine) {
   run = t4grun({"--nproc-per-node", "zero", "prog"}, dir, "b");
   EXPECT_EQ(run.exit_code, 1);
   EXPECT_NE(run.err.find("--nproc-per-node"), std::string::npos) << run.err;
+  // A store port that is taken is named, not a hang.
+  const int busy = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  ASSERT_EQ(::bind(busy, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(busy, 1), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(busy, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string port = std::to_string(ntohs(addr.sin_port));
+  run = t4grun({"--master-port", port, "/bin/true"}, dir, "c");
+  ::close(busy);
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_NE(run.err.find("--master-port 127.0.0.1:" + port + ": cannot host the rendezvous store"), std::string::npos)
+      << run.err;
 }
 
 // The same worker under PyTorch's torchrun (from the Python whose torch this build uses): the

@@ -80,12 +80,12 @@ TEST(DistEnv, HandStartedWorkerDefaultsToOneNode) {
 }
 
 TEST(DistEnv, AgentStoreSpellings) {
-  for (const std::string& yes : {"True", "true", "1"}) {
+  for (const char* yes : {"True", "true", "1"}) {
     Vars v = torchrun_vars();
     v["TORCHELASTIC_USE_AGENT_STORE"] = yes;
     EXPECT_TRUE(DistEnv::from_map(v).use_agent_store) << yes;
   }
-  for (const std::string& no : {"False", "false", "0"}) {
+  for (const char* no : {"False", "false", "0"}) {
     Vars v = torchrun_vars();
     v["TORCHELASTIC_USE_AGENT_STORE"] = no;
     EXPECT_FALSE(DistEnv::from_map(v).use_agent_store) << no;
@@ -159,6 +159,16 @@ TEST(DistEnv, FromEnvReadsTheProcessEnvironment) {
     ++count;
   }
   EXPECT_EQ(count, 10);
+}
+
+TEST(DistEnv, ErrorFileFromEnvNeverThrows) {
+  ::setenv("RANK", "not-a-number", 1);  // a broken environment must not hide the original error
+  ::setenv("TORCHELASTIC_ERROR_FILE", "/tmp/e.json", 1);
+  EXPECT_EQ(error_file_from_env(), "/tmp/e.json");
+  ::unsetenv("TORCHELASTIC_ERROR_FILE");
+  EXPECT_EQ(error_file_from_env(), "");
+  EXPECT_THROW(DistEnv::from_env(), Error);
+  ::unsetenv("RANK");
 }
 
 }  // namespace

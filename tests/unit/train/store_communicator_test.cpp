@@ -132,7 +132,9 @@ TEST_P(StoreCommunicatorWorld, SumIsBitIdenticalAndInRankOrder) {
   for (int r = world - 2; r >= 0; --r) backward.add_(rank_values(r));
   // Precondition that makes the test meaningful: with 3 ranks another order gives other bits
   // (with 2, a + b == b + a exactly, and only the identity across ranks is tested).
-  if (world >= 3) ASSERT_FALSE(same_bytes(forward, backward));
+  if (world >= 3) {
+    ASSERT_FALSE(same_bytes(forward, backward));
+  }
   for (int r = 0; r < world; ++r) {
     ASSERT_TRUE(results[r].defined()) << "rank " << r;
     // Tolerance: none. Every rank holds exactly the rank-order sum.
