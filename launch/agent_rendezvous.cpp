@@ -65,21 +65,33 @@ std::string AgentRendezvous::key(int attempt, const std::string& leaf) const {
   return str("attempt_", attempt, "/", leaf);
 }
 
-Assignment AgentRendezvous::join(int attempt) {
+bool AgentRendezvous::wait_keys(const std::vector<std::string>& keys, const std::vector<int>& nodes,
+                                const std::string& what, const std::function<bool()>& interrupted) {
+  const auto deadline = std::chrono::steady_clock::now() + to_ms(options_.rendezvous_timeout_s);
+  for (;;) {
+    if (store_->check(keys)) return true;
+    if (interrupted && interrupted()) return false;
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::string missing;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!store_->check({keys[i]})) missing += str(missing.empty() ? "" : ", ", nodes[i]);
+  }
+  throw Error(str(what, " timed out after ", options_.rendezvous_timeout_s, " s (--rdzv-timeout) waiting for node(s) ",
+                  missing, " of ", options_.nnodes,
+                  " (are they started, with the same --nnodes, --master-addr and --master-port?)"));
+}
+
+std::optional<Assignment> AgentRendezvous::join(int attempt, const std::function<bool()>& interrupted) {
   store_->set(key(attempt, str("nproc/", options_.node_rank)), bytes(std::to_string(options_.nproc_per_node)));
   std::vector<std::string> keys;
-  for (int n = 0; n < options_.nnodes; ++n) keys.push_back(key(attempt, str("nproc/", n)));
-  try {
-    store_->wait(keys, to_ms(options_.rendezvous_timeout_s));
-  } catch (const c10::Error&) {
-    std::string missing;
-    for (int n = 0; n < options_.nnodes; ++n) {
-      if (!store_->check({keys[n]})) missing += str(missing.empty() ? "" : ", ", n);
-    }
-    throw Error(str("rendezvous of attempt ", attempt, " timed out after ", options_.rendezvous_timeout_s,
-                    " s: node(s) ", missing, " of ", options_.nnodes,
-                    " did not join (are they started with the same --nnodes, --master-addr and --master-port?)"));
+  std::vector<int> nodes;
+  for (int n = 0; n < options_.nnodes; ++n) {
+    keys.push_back(key(attempt, str("nproc/", n)));
+    nodes.push_back(n);
   }
+  if (!wait_keys(keys, nodes, str("rendezvous of attempt ", attempt), interrupted)) return std::nullopt;
   Assignment a;
   const auto values = store_->multiGet(keys);
   for (int n = 0; n < options_.nnodes; ++n) {
@@ -119,7 +131,7 @@ ExitVote AgentRendezvous::exit_barrier(int attempt, double poll_s, const std::fu
   }
 }
 
-void AgentRendezvous::leave() {
+void AgentRendezvous::leave(const std::function<bool()>& interrupted) {
   if (left_) return;
   left_ = true;
   try {
@@ -128,10 +140,15 @@ void AgentRendezvous::leave() {
       return;
     }
     std::vector<std::string> keys;
-    for (int n = 1; n < options_.nnodes; ++n) keys.push_back(str("left/", n));
-    if (!keys.empty()) store_->wait(keys, to_ms(options_.rendezvous_timeout_s));
-  } catch (const c10::Error& e) {
-    T4G_WARN("t4grun: leaving the rendezvous: ", first_line(e.what_without_backtrace()));
+    std::vector<int> nodes;
+    for (int n = 1; n < options_.nnodes; ++n) {
+      keys.push_back(str("left/", n));
+      nodes.push_back(n);
+    }
+    if (!keys.empty()) wait_keys(keys, nodes, "waiting for the other nodes to finish", interrupted);
+  } catch (const std::exception& e) {
+    // The job's outcome is decided; a node that vanished must not change the exit status.
+    T4G_WARN("t4grun: leaving the rendezvous: ", first_line(e.what()));
   }
 }
 

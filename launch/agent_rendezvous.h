@@ -35,9 +35,10 @@ class AgentRendezvous {
   // The store's actual port (the free port chosen for --standalone).
   int port() const { return port_; }
 
-  // Announces this node for `attempt` and waits (bounded) for all nodes. Throws t4g::Error
-  // naming the missing node ranks on timeout.
-  Assignment join(int attempt);
+  // Announces this node for `attempt` and waits (bounded) for all nodes. Returns nullopt when
+  // `interrupted()` (checked every 50 ms) returns true first. Throws t4g::Error naming the
+  // missing node ranks on timeout.
+  std::optional<Assignment> join(int attempt, const std::function<bool()>& interrupted);
   // Marks `attempt` failed for every node; `what` says who failed (the first writer wins).
   void report_failure(int attempt, const std::string& what);
   // The failure another node reported for `attempt`, if any (one store round trip).
@@ -45,12 +46,16 @@ class AgentRendezvous {
   // Records this node's success and waits until every node succeeded, one failed, or
   // `interrupted()` returns true (checked each `poll_s`). Bounded by --rdzv-timeout.
   ExitVote exit_barrier(int attempt, double poll_s, const std::function<bool()>& interrupted);
-  // The last call: node 0 waits (bounded) for the other agents to leave before its store server
-  // goes away; the others announce that they leave.
-  void leave();
+  // The last call: node 0 waits (bounded, interruptible) for the other agents to leave before its
+  // store server goes away; the others announce that they leave.
+  void leave(const std::function<bool()>& interrupted);
 
  private:
   std::string key(int attempt, const std::string& leaf) const;
+  // Polls until every key exists (true), `interrupted()` (false) or the rendezvous timeout (throws
+  // t4g::Error: `what`, and the indices of the keys still missing, as node ranks).
+  bool wait_keys(const std::vector<std::string>& keys, const std::vector<int>& nodes, const std::string& what,
+                 const std::function<bool()>& interrupted);
 
   LauncherOptions options_;
   c10::intrusive_ptr<c10d::Store> store_;  // PrefixStore("t4grun/") over the TCPStore

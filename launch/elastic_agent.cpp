@@ -61,19 +61,24 @@ class Agent {
  public:
   explicit Agent(const LauncherOptions& options)
       : options_(options),
-        signals_(parse_signal_list(options.signals_to_handle)),
         program_(resolve_program(options.command.front())),
-        logs_(options.log_dir),
         rendezvous_(options),
+        signals_(parse_signal_list(options.signals_to_handle)),
+        logs_(options.log_dir),
         parent_env_(current_environment()) {}
 
   RunResult run() {
     T4G_INFO("t4grun: node ", options_.node_rank, " of ", options_.nnodes, ", ", options_.nproc_per_node,
              " worker(s), store ", options_.master_addr, ":", rendezvous_.port(), ", logs in ", logs_.path());
+    const auto interrupted = [this] { return take_signal(); };
     for (int attempt = 0;; ++attempt) {
       AttemptResult result = run_attempt(attempt);
+      if (result.outcome == Outcome::kInterrupted && result.workers.empty()) {
+        return {128 + result.signal, str("t4grun: stopped by ", signal_name(result.signal),
+                                         " while waiting for the other nodes (attempt ", attempt, ")\n")};
+      }
       if (result.outcome == Outcome::kSucceeded) {
-        rendezvous_.leave();
+        rendezvous_.leave(interrupted);
         return {0, ""};
       }
       const bool can_restart = result.outcome != Outcome::kInterrupted && attempt < options_.max_restarts;
@@ -95,7 +100,7 @@ class Agent {
       RunResult run_result;
       run_result.exit_code = result.signal != 0 ? 128 + result.signal : 1;
       run_result.report = format_failure_report(result.workers, result.records, context);
-      rendezvous_.leave();
+      rendezvous_.leave(interrupted);
       return run_result;
     }
   }
@@ -140,12 +145,25 @@ class Agent {
     return specs;
   }
 
+  // True when a signal arrived (kept in pending_signal_) while no workers run.
+  bool take_signal() {
+    const std::vector<int> s = signals_.take();
+    if (!s.empty() && pending_signal_ == 0) pending_signal_ = s.front();
+    return pending_signal_ != 0;
+  }
+
   AttemptResult run_attempt(int attempt) {
-    const Assignment assignment = rendezvous_.join(attempt);
+    AttemptResult result;
+    const std::optional<Assignment> joined = rendezvous_.join(attempt, [this] { return take_signal(); });
+    if (!joined) {
+      result.outcome = Outcome::kInterrupted;
+      result.signal = pending_signal_;
+      return result;
+    }
+    const Assignment& assignment = *joined;
     T4G_INFO("t4grun: attempt ", attempt, ": starting ranks ", assignment.rank_offset, "..",
              assignment.rank_offset + options_.nproc_per_node - 1, " of ", assignment.world_size);
     WorkerGroup group(make_specs(attempt, assignment));
-    AttemptResult result;
     for (;;) {
       group.poll(options_.monitor_interval_s, signals_.fd());
       const std::vector<int> received = signals_.take();
@@ -175,11 +193,9 @@ class Agent {
       }
       if (group.all_ended()) {
         group.finish();
-        const ExitVote vote = rendezvous_.exit_barrier(attempt, options_.monitor_interval_s, [&] {
-          const std::vector<int> s = signals_.take();
-          if (!s.empty()) result.signal = s.front();
-          return !s.empty();
-        });
+        const ExitVote vote =
+            rendezvous_.exit_barrier(attempt, options_.monitor_interval_s, [this] { return take_signal(); });
+        result.signal = pending_signal_;
         if (vote == ExitVote::kAllSucceeded) {
           result.outcome = Outcome::kSucceeded;
         } else if (vote == ExitVote::kInterrupted) {
@@ -204,12 +220,15 @@ class Agent {
     }
   }
 
+  // Construction order matters: until the store is reached no worker exists, so a Ctrl-C there
+  // may simply end t4grun (the default action); the signal handlers come after.
   LauncherOptions options_;
-  SignalPipe signals_;
   std::string program_;
-  LogRoot logs_;
   AgentRendezvous rendezvous_;
+  SignalPipe signals_;
+  LogRoot logs_;
   std::map<std::string, std::string> parent_env_;
+  int pending_signal_ = 0;  // a signal that arrived while no workers were running
 };
 
 }  // namespace

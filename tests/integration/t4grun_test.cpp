@@ -297,6 +297,31 @@ TEST(T4grun, TwoNodesOnLoopbackRestartTogether) {
   EXPECT_EQ(testing::read_file(dir.file("rank0_attempt0.signal")), "15");
 }
 
+TEST(T4grun, MissingNodeTimesOutOrIsInterrupted) {
+  testing::TempDir dir;
+  const std::string port = std::to_string(free_port());
+  // Node 1 never comes: the rendezvous gives up after --rdzv-timeout and names it.
+  RunOutput run = t4grun({"--nnodes", "2", "--node-rank", "0", "--master-port", port, "--rdzv-timeout", "1",
+                          "/bin/true"},
+                         dir, "timeout");
+  EXPECT_EQ(run.exit_code, 1) << run.err;
+  EXPECT_NE(run.err.find("waiting for node(s) 1 of 2"), std::string::npos) << run.err;
+  // The same wait ends at once on SIGINT.
+  // (info level: the test waits for t4grun's "node 0 of 2" line, whatever ctest's T4G_LOG_LEVEL)
+  Background waiting({"/usr/bin/env", "T4G_LOG_LEVEL=info", testing::program("t4grun"), "--nnodes", "2",
+                      "--node-rank", "0", "--master-port", port, "/bin/true"},
+                     dir, "interrupted");
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (waiting.err().find("t4grun: node 0 of 2") == std::string::npos && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_NE(waiting.err().find("t4grun: node 0 of 2"), std::string::npos) << waiting.err();
+  ASSERT_EQ(::kill(waiting.pid(), SIGINT), 0);
+  EXPECT_EQ(waiting.wait(30), 128 + SIGINT) << waiting.err();
+  EXPECT_NE(waiting.err().find("stopped by SIGINT while waiting for the other nodes"), std::string::npos)
+      << waiting.err();
+}
+
 TEST(T4grun, UsageErrorsAreOneLine) {
   testing::TempDir dir;
   RunOutput run = t4grun({"--standalone", "t4g-no-such-program"}, dir, "a");
