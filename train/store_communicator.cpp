@@ -98,6 +98,50 @@ class CompletedCollective : public PendingCollective {
   void wait() override {}
 };
 
+// The libuv TCPStore server rejects messages over 8 MiB ("Invalid payload size"), so payloads
+// travel in chunks of at most 4 MiB: chunk 0 under `base` starts with the chunk count, chunks
+// 1..n-1 live under "base/<i>".
+constexpr size_t kChunkBytes = size_t{4} << 20;
+
+std::string chunk_key(const std::string& base, uint32_t i) { return i == 0 ? base : base + "/" + std::to_string(i); }
+
+uint32_t chunk_count(size_t bytes) {
+  return static_cast<uint32_t>(std::max<size_t>(1, (bytes + kChunkBytes - 1) / kChunkBytes));
+}
+
+// Writes the chunks, chunk 0 last: a reader that sees chunk 0 finds all the others in place.
+uint32_t put_chunked(c10d::Store& store, const std::string& base, const std::vector<uint8_t>& payload) {
+  const uint32_t count = chunk_count(payload.size());
+  for (uint32_t i = count; i-- > 0;) {
+    const size_t begin = i * kChunkBytes;
+    const size_t end = std::min(payload.size(), begin + kChunkBytes);
+    const size_t header = i == 0 ? 4 : 0;
+    std::vector<uint8_t> chunk(header + (end - begin));
+    if (header > 0) std::memcpy(chunk.data(), &count, 4);
+    if (end > begin) std::memcpy(chunk.data() + header, payload.data() + begin, end - begin);
+    store.set(chunk_key(base, i), chunk);
+  }
+  return count;
+}
+
+// Reassembles a payload from its chunk 0 (already fetched) and the other chunks; appends every
+// key it used to `keys`.
+std::vector<uint8_t> assemble_chunks(c10d::Store& store, const std::string& base, std::vector<uint8_t> first,
+                                     std::vector<std::string>& keys) {
+  T4G_CHECK(first.size() >= 4, "store communicator: malformed chunk under ", base);
+  uint32_t count = 0;
+  std::memcpy(&count, first.data(), 4);
+  std::vector<uint8_t> payload(first.begin() + 4, first.end());
+  keys.push_back(base);
+  if (count > 1) {
+    std::vector<std::string> rest;
+    for (uint32_t i = 1; i < count; ++i) rest.push_back(chunk_key(base, i));
+    for (auto& chunk : store.multiGet(rest)) payload.insert(payload.end(), chunk.begin(), chunk.end());
+    keys.insert(keys.end(), rest.begin(), rest.end());
+  }
+  return payload;
+}
+
 }  // namespace
 
 StoreCommunicator::StoreCommunicator(c10::intrusive_ptr<c10d::Store> store, int rank, int world_size,
@@ -151,29 +195,39 @@ void StoreCommunicator::finish(uint64_t seq, const std::vector<std::string>& key
   }
 }
 
-std::vector<std::vector<uint8_t>> StoreCommunicator::exchange(const char* what, std::vector<uint8_t> payload,
-                                                              bool read) {
+std::vector<std::vector<uint8_t>> StoreCommunicator::exchange(const char* what, std::vector<uint8_t> payload) {
   const uint64_t seq = seq_++;
   const std::string label = str(what, " #", seq);
-  std::vector<std::string> keys;
+  std::vector<std::string> firsts;
   std::vector<int> ranks;
   for (int r = 0; r < world_size_; ++r) {
-    keys.push_back(key(seq, std::to_string(r)));
+    firsts.push_back(key(seq, std::to_string(r)));
     ranks.push_back(r);
   }
-  std::vector<std::vector<uint8_t>> all;
   try {
-    store_->set(keys[rank_], payload);
+    put_chunked(*store_, firsts[rank_], payload);
   } catch (const c10::Error& e) {
     throw Error(str(label, " (rank ", rank_, "): cannot write to the rendezvous store: ",
                     first_line(e.what_without_backtrace())));
   }
-  wait_for(label, keys, ranks);
-  if (read) {
-    all = store_->multiGet(keys);
-    all[rank_] = std::move(payload);  // our own bytes, without a copy over the network
+  wait_for(label, firsts, ranks);
+  std::vector<std::vector<uint8_t>> all(world_size_);
+  std::vector<std::string> used;  // every key of this call, for the rank that cleans up
+  // Our own bytes need no trip over the network, only our key names.
+  for (uint32_t i = 0; i < chunk_count(payload.size()); ++i) used.push_back(chunk_key(firsts[rank_], i));
+  std::vector<std::string> others;
+  for (int r = 0; r < world_size_; ++r) {
+    if (r != rank_) others.push_back(firsts[r]);
   }
-  finish(seq, keys);
+  if (!others.empty()) {
+    auto heads = store_->multiGet(others);
+    size_t k = 0;
+    for (int r = 0; r < world_size_; ++r) {
+      if (r != rank_) all[r] = assemble_chunks(*store_, firsts[r], std::move(heads[k++]), used);
+    }
+  }
+  all[rank_] = std::move(payload);
+  finish(seq, used);
   return all;
 }
 
@@ -186,7 +240,7 @@ void StoreCommunicator::all_reduce(torch::Tensor& tensor, ReduceOp op) {
   T4G_CHECK(op != ReduceOp::kAvg || tensor.is_floating_point(), "all_reduce: average of an integer tensor (",
             c10::toString(tensor.scalar_type()), ") is not defined; use sum");
   const std::string label = str("all_reduce #", seq_);
-  const auto payloads = exchange("all_reduce", encode(OpTag::kAllReduce, &tensor), /*read=*/true);
+  const auto payloads = exchange("all_reduce", encode(OpTag::kAllReduce, &tensor));
   std::vector<Decoded> all;
   for (int r = 0; r < world_size_; ++r) all.push_back(decode(payloads[r], r, label));
   check_same(all, rank_, static_cast<uint8_t>(OpTag::kAllReduce), label);
@@ -210,7 +264,7 @@ std::vector<torch::Tensor> StoreCommunicator::all_gather(const torch::Tensor& te
   check_open("all_gather");
   T4G_CHECK(tensor.defined(), "all_gather: undefined tensor");
   const std::string label = str("all_gather #", seq_);
-  const auto payloads = exchange("all_gather", encode(OpTag::kAllGather, &tensor), /*read=*/true);
+  const auto payloads = exchange("all_gather", encode(OpTag::kAllGather, &tensor));
   std::vector<Decoded> all;
   for (int r = 0; r < world_size_; ++r) all.push_back(decode(payloads[r], r, label));
   check_same(all, rank_, static_cast<uint8_t>(OpTag::kAllGather), label);
@@ -223,7 +277,7 @@ void StoreCommunicator::barrier() {
   std::lock_guard<std::mutex> lock(mutex_);
   check_open("barrier");
   const std::string label = str("barrier #", seq_);
-  const auto payloads = exchange("barrier", encode(OpTag::kBarrier, nullptr), /*read=*/true);
+  const auto payloads = exchange("barrier", encode(OpTag::kBarrier, nullptr));
   std::vector<Decoded> all;
   for (int r = 0; r < world_size_; ++r) all.push_back(decode(payloads[r], r, label));
   check_same(all, rank_, static_cast<uint8_t>(OpTag::kBarrier), label);
@@ -236,16 +290,19 @@ void StoreCommunicator::broadcast(torch::Tensor& tensor, int root) {
   T4G_CHECK(root >= 0 && root < world_size_, "broadcast: root ", root, " is outside [0, ", world_size_, ")");
   const uint64_t seq = seq_++;
   const std::string label = str("broadcast #", seq, " from rank ", root);
-  const std::vector<std::string> keys = {key(seq, std::to_string(root))};
+  const std::string base = key(seq, std::to_string(root));
+  std::vector<std::string> used;
   if (rank_ == root) {
+    uint32_t count = 0;
     try {
-      store_->set(keys[0], encode(OpTag::kBroadcast, &tensor));
+      count = put_chunked(*store_, base, encode(OpTag::kBroadcast, &tensor));
     } catch (const c10::Error& e) {
       throw Error(str(label, ": cannot write to the rendezvous store: ", first_line(e.what_without_backtrace())));
     }
+    for (uint32_t i = 0; i < count; ++i) used.push_back(chunk_key(base, i));
   } else {
-    wait_for(label, keys, {root});
-    Decoded d = decode(store_->get(keys[0]), root, label);
+    wait_for(label, {base}, {root});
+    Decoded d = decode(assemble_chunks(*store_, base, store_->get(base), used), root, label);
     T4G_CHECK(d.tag == static_cast<uint8_t>(OpTag::kBroadcast), label, ": rank ", root, " called ",
               op_name(d.tag), " while rank ", rank_, " called broadcast");
     ErrorContext ctx;
@@ -257,7 +314,7 @@ void StoreCommunicator::broadcast(torch::Tensor& tensor, int root) {
     torch::NoGradGuard no_grad;
     tensor.copy_(d.tensor);
   }
-  finish(seq, keys);
+  finish(seq, used);
 }
 
 void StoreCommunicator::shutdown() {

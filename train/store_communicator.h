@@ -43,9 +43,10 @@ class StoreCommunicator : public Communicator {
   void shutdown() override;
 
  private:
-  // Sets this rank's payload for the next collective, waits for all ranks' payloads and returns
-  // them in rank order (empty when `read` is false), then counts this rank as done reading.
-  std::vector<std::vector<uint8_t>> exchange(const char* what, std::vector<uint8_t> payload, bool read);
+  // Sets this rank's payload for the next collective (in chunks of at most 4 MiB, the store's
+  // message limit being 8 MiB), waits for all ranks' payloads and returns them in rank order,
+  // then counts this rank as done reading.
+  std::vector<std::vector<uint8_t>> exchange(const char* what, std::vector<uint8_t> payload);
   // Waits (bounded) for `keys`; a timeout becomes a t4g::Error naming the missing ranks.
   void wait_for(const std::string& what, const std::vector<std::string>& keys, const std::vector<int>& ranks);
   // Counts this rank as done with call `seq`; the last one deletes `keys` and the counter.

@@ -200,6 +200,30 @@ TEST(StoreCommunicator, LeavesNoKeysBehind) {
   EXPECT_EQ(leftover, "") << "keys before: " << before;
 }
 
+// The libuv TCPStore refuses messages over 8 MiB: a 12 MB tensor must travel in chunks.
+TEST(StoreCommunicator, LargeTensorsTravelInChunks) {
+  const int world = 2;
+  const int64_t n = 3 * 1000 * 1000;  // 12 MB of float32
+  auto server = agent_store();
+  std::vector<torch::Tensor> sums(world), received(world);
+  expect_all_ok(run_ranks(world, server->getPort(), true, [&](int rank, auto store) {
+    StoreCommunicator comm(store, rank, world, fast_options(60000));
+    torch::Tensor t = rank_values(rank, n);
+    comm.all_reduce(t);
+    sums[rank] = t;
+    torch::Tensor b = rank == 1 ? rank_values(5, n) : torch::zeros({n});
+    comm.broadcast(b, 1);
+    received[rank] = b;
+    comm.shutdown();
+  }));
+  const torch::Tensor expected = rank_values(0, n) + rank_values(1, n);
+  for (int r = 0; r < world; ++r) {
+    EXPECT_TRUE(same_bytes(sums[r], expected)) << "rank " << r;  // tolerance 0
+    EXPECT_TRUE(same_bytes(received[r], rank_values(5, n))) << "rank " << r;
+  }
+  for (const std::string& k : server->listKeys()) EXPECT_EQ(k.find("default_pg"), std::string::npos) << k;
+}
+
 TEST(StoreCommunicator, MissingPeerTimesOutNamingIt) {
   auto server = agent_store();
   const int port = server->getPort();
