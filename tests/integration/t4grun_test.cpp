@@ -138,7 +138,7 @@ bool wait_for_files(const std::vector<std::string>& paths, double seconds) {
 
 // Checks the result files of `world` ranks for one attempt: all collectives right, sums
 // bit-identical across ranks (compared as hex of the raw float32 bytes, tolerance 0).
-void expect_good_results(const std::string& dir, int world, int attempt) {
+void expect_good_results(const std::string& dir, int world, int attempt, const std::string& backend = "store") {
   std::string first_sum;
   for (int r = 0; r < world; ++r) {
     const std::string base = dir + "/rank" + std::to_string(r) + "_attempt" + std::to_string(attempt);
@@ -147,6 +147,7 @@ void expect_good_results(const std::string& dir, int world, int attempt) {
     EXPECT_EQ(result.at("sum_ok"), "1") << "rank " << r;
     EXPECT_EQ(result.at("broadcast_ok"), "1") << "rank " << r;
     EXPECT_EQ(result.at("gather_ok"), "1") << "rank " << r;
+    EXPECT_EQ(result.at("backend"), backend) << "rank " << r;
     if (r == 0) first_sum = result.at("sum");
     EXPECT_EQ(result.at("sum"), first_sum) << "rank " << r << " differs from rank 0";
     const auto env = read_kv(base + ".env");
@@ -347,6 +348,22 @@ TEST(T4grun, UsageErrorsAreOneLine) {
   EXPECT_EQ(run.exit_code, 1);
   EXPECT_NE(run.err.find("--master-port 127.0.0.1:" + port + ": cannot host the rendezvous store"), std::string::npos)
       << run.err;
+}
+
+// NCCL through t4grun: one process per GPU. Runs on the GPU machines (2+ GPUs); here it skips, the
+// only skip in this file, because the device it needs is absent (not because something failed).
+TEST(T4grun, NcclWorkersOnTwoGpus) {
+  const int gpus = static_cast<int>(torch::cuda::device_count());
+  if (gpus < 2) GTEST_SKIP() << "needs 2 CUDA devices, found " << gpus;
+  testing::TempDir dir;
+  const RunOutput run = t4grun({"--standalone", "--nproc-per-node", "2", worker_program(), "--out", dir.path(),
+                                "--backend", "nccl"},
+                               dir);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  // NCCL's sum order is its own: the ranks agree with each other (same collective result) and
+  // with the rank-order sum within the worker's tolerance (sum_ok).
+  expect_good_results(dir.path(), 2, 0, "nccl");
+  EXPECT_EQ(read_kv(dir.file("rank0_attempt0.env")).at("nccl_nvls_enable"), "0");
 }
 
 // The same worker under PyTorch's torchrun (from the Python whose torch this build uses): the
