@@ -63,7 +63,8 @@ class WorkerGroup {
   // `grace_s` while they exit, SIGKILLs the rest, then cleans up (see finish()).
   void stop(int signum, double grace_s);
   // Once every worker ended: SIGKILL what is left in their process groups, reap orphans (t4grun is
-  // a child subreaper), forward the last output and close the pipes.
+  // a child subreaper), forward the last output and close the pipes. Reaping uses waitpid(-1), so a
+  // WorkerGroup must be the only source of child processes in its process (true in t4grun).
   void finish();
 
   const std::vector<WorkerState>& workers() const { return workers_; }

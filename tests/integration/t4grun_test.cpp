@@ -77,7 +77,7 @@ class Background {
       const int err = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(out, 1);
       ::dup2(err, 2);
-      ::execv(args[0], args.data());
+      ::execvp(args[0], args.data());  // PATH lookup: T4G_PYTHON may be a bare "python3"
       ::_exit(127);
     }
   }
