@@ -25,7 +25,7 @@ ErrorContext file_context(const std::string& path) {
   return ctx;
 }
 
-int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }
+int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return ::remove(path) == 0 ? 0 : 1; }
 
 }  // namespace
 
@@ -94,15 +94,12 @@ void make_dirs(const std::string& path) {
   T4G_CHECK_CTX(is_directory(path), file_context(path), "exists and is not a folder");
 }
 
-void remove_all(const std::string& path) {
+bool remove_all(const std::string& path) noexcept {
   struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) return;
-  if (!S_ISDIR(st.st_mode)) {
-    ::remove(path.c_str());
-    return;
-  }
+  if (::lstat(path.c_str(), &st) != 0) return errno == ENOENT;
+  if (!S_ISDIR(st.st_mode)) return ::remove(path.c_str()) == 0;
   // Depth-first, without following links: children before their folder.
-  ::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  return ::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0;
 }
 
 void rename_path(const std::string& from, const std::string& to) {

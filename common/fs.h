@@ -36,8 +36,9 @@ uint64_t file_size(const std::string& path);
 
 // Creates the folder and its parents; throws t4g::Error naming it on failure.
 void make_dirs(const std::string& path);
-// Removes a file or a whole folder tree; a missing path is not an error.
-void remove_all(const std::string& path);
+// Removes a file or a whole folder tree (links are removed, not followed). True when the path is
+// gone afterwards (a missing path counts), false when something could not be removed.
+bool remove_all(const std::string& path) noexcept;
 // Renames (atomically replacing a file, or an empty folder, at `to`).
 void rename_path(const std::string& from, const std::string& to);
 // Entry names in a folder (no "." or ".."), sorted.

@@ -6,8 +6,10 @@
 #include <string>
 
 #include "common/error.h"
+#include "common/error_file.h"
 #include "t4g/build_config.h"
 #include "tools/commands.h"
+#include "train/dist_env.h"
 
 namespace {
 
@@ -15,6 +17,18 @@ namespace {
 std::string first_line(const std::string& text) {
   const auto pos = text.find('\n');
   return pos == std::string::npos ? text : text.substr(0, pos);
+}
+
+// The one error line, also left in TORCHELASTIC_ERROR_FILE when a launcher (t4grun, torchrun)
+// asked for it, so its failure summary names this worker's error (research A.1.6).
+int fail(const std::string& message, const std::string& details) {
+  std::cerr << "t4g: error: " << message << std::endl;
+  try {
+    t4g::write_error_file(t4g::error_file_from_env(), message, details);
+  } catch (const std::exception& e) {
+    std::cerr << "t4g: cannot write the error file: " << e.what() << std::endl;
+  }
+  return 1;
 }
 
 }  // namespace
@@ -36,14 +50,11 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const t4g::Error& e) {
-    std::cerr << "t4g: error: " << e.what() << std::endl;
-    return 1;
+    return fail(e.what(), "t4g::Error");
   } catch (const c10::Error& e) {
-    std::cerr << "t4g: error: " << first_line(e.what_without_backtrace()) << std::endl;
-    return 1;
+    return fail(first_line(e.what_without_backtrace()), e.what());
   } catch (const std::exception& e) {
-    std::cerr << "t4g: error: " << first_line(e.what()) << std::endl;
-    return 1;
+    return fail(first_line(e.what()), e.what());
   }
   return 0;
 }
