@@ -89,7 +89,9 @@ TEST(CogVideoXParityExtra, EmbeddingsMatchDiffusers) {
   const auto table = sincos_pos_embed_3d(64, 4, 6, 3, 1.875, 1.0);
   EXPECT_TRUE(torch::allclose(table, want.at("sincos_64_w6_h4_t3").to(torch::kFloat64), 0, 1e-12));
   const auto sinus = timestep_sinusoid(torch::tensor({0, 19, 500, 999}, torch::kLong), 64, true, 0.0);
-  EXPECT_TRUE(torch::allclose(sinus, want.at("timestep_64"), 0, 1e-6));
+  // float32 sin/cos of arguments up to 999 (ulp 6e-5): CPUs with other vector units (AVX-512 on the
+  // GPU machines, AVX2 here) round differently, so compare to 2 ulps of the largest argument.
+  EXPECT_TRUE(torch::allclose(sinus, want.at("timestep_64"), 0, 1.2e-4));
 }
 
 TEST(CogVideoXParityExtra, StrictLoadingListsMismatches) {

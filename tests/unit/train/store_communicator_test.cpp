@@ -331,11 +331,13 @@ TEST(Rendezvous, UnreachableStoreNamesTheAddress) {
 TEST(Rendezvous, SingleProcessNeedsNoNetwork) {
   auto store = connect_store(DistEnv::from_map({}));
   auto comm = make_communicator(DistEnv::from_map({}), store, {});
-  torch::Tensor t = torch::ones({3});
+  // auto picks NCCL where CUDA is available: the tensor lives where the backend works.
+  const torch::Device device = comm->backend_name() == "nccl" ? torch::Device(torch::kCUDA, 0) : torch::kCPU;
+  torch::Tensor t = torch::ones({3}, device);
   comm->all_reduce(t);
   comm->barrier();
   comm->shutdown();
-  EXPECT_TRUE(torch::equal(t, torch::ones({3})));
+  EXPECT_TRUE(torch::equal(t.cpu(), torch::ones({3})));
 }
 
 TEST(MakeCommunicator, ChoosesTheBackend) {
