@@ -23,13 +23,12 @@ void ConvCache::rewind() {
   cursor_ = 0;
 }
 
-torch::Tensor safe_conv3d(torch::nn::Conv3dImpl& conv, const torch::Tensor& input) {
+torch::Tensor safe_conv3d(torch::nn::Conv3dImpl& conv, const torch::Tensor& input, int64_t max_elements) {
   // diffusers: memory_count = numel * 2 / 1024^3; split when > 2, into int(memory_count / 2) + 1
   // parts, i.e. when numel > 2^30, into numel / 2^30 + 1 parts (exact in integers).
-  constexpr int64_t kMaxElements = int64_t{1} << 30;
   const int64_t numel = input.numel();
-  if (numel <= kMaxElements) return conv.forward(input);
-  const int64_t parts = numel / kMaxElements + 1;
+  if (numel <= max_elements) return conv.forward(input);
+  const int64_t parts = numel / max_elements + 1;
   const int64_t kt = conv.options.kernel_size()->at(0);
   std::vector<torch::Tensor> chunks = torch::chunk(input, parts, 2);
   std::vector<torch::Tensor> outputs;

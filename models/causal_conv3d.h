@@ -34,7 +34,10 @@ class ConvCache {
 // CogVideoXSafeConv3d: torch.chunk into floor(numel / 2^30) + 1 parts, every part after the first
 // prefixed with the previous part's last k_t - 1 frames). The result equals one Conv3d call; the
 // split bounds the workspace cuDNN needs and keeps the reference's per-call arithmetic.
-torch::Tensor safe_conv3d(torch::nn::Conv3dImpl& conv, const torch::Tensor& input);
+// `max_elements` is the reference's limit; tests lower it to exercise the split.
+constexpr int64_t kSafeConvMaxElements = int64_t{1} << 30;
+torch::Tensor safe_conv3d(torch::nn::Conv3dImpl& conv, const torch::Tensor& input,
+                          int64_t max_elements = kSafeConvMaxElements);
 
 // diffusers CogVideoXCausalConv3d with stride 1 and dilation 1 (all CogVideoX uses). Its one
 // child `conv` is a Conv3d with kernel (k, k, k) and zero padding (0, (k-1)/2, (k-1)/2), so the

@@ -164,6 +164,26 @@ TEST(CogVideoXVae, LoadIsStrict) {
   EXPECT_NE(error_of([&] { load_cogvideox_vae(empty); }).find("no safetensors weights"), std::string::npos);
 }
 
+// The same weights stored as fp32 or bf16 load into fp32 parameters (converted exactly).
+TEST(CogVideoXVae, LoadsWeightsStoredInAnyFloatDtype) {
+  const auto stored = load_safetensors(fixture("vae/tiny/diffusion_pytorch_model.safetensors"));  // fp16
+  for (auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    TempDir dir;
+    std::map<std::string, torch::Tensor> converted;
+    for (const auto& [name, t] : stored) converted[name] = t.to(dtype);
+    write_json(dir.file("config.json"), read_json(fixture("vae/tiny/config.json")));
+    save_safetensors(dir.file("diffusion_pytorch_model.safetensors"), converted);
+    AutoencoderKLCogVideoX vae = load_cogvideox_vae(dir.path());
+    int checked = 0;
+    for (const auto& p : vae->named_parameters()) {
+      EXPECT_EQ(p.value().scalar_type(), torch::kFloat32);
+      EXPECT_TRUE(torch::equal(p.value(), converted.at(p.key()).to(torch::kFloat32))) << p.key();
+      ++checked;
+    }
+    EXPECT_EQ(checked, 240);
+  }
+}
+
 TEST(CogVideoXVae, EncodeMatchesDiffusers) {
   torch::NoGradGuard no_grad;
   AutoencoderKLCogVideoX vae = tiny_vae();
@@ -370,6 +390,12 @@ TEST(ConvCache, CarriesFramesBetweenChunks) {
   const torch::Tensor changed = x.clone();
   changed.slice(2, 5, 7).fill_(3.0);
   EXPECT_TRUE(torch::equal(conv->forward(changed).slice(2, 0, 5), whole.slice(2, 0, 5)));
+  // The reference's time split of oversized inputs (lowered limit) gives the same result.
+  EXPECT_LE(max_abs_diff(safe_conv3d(*conv->conv, torch::cat({x.slice(2, 0, 1), x.slice(2, 0, 1), x}, 2), 200),
+                         whole),
+            1e-6);
+  CausalConv3d point(2, 3, 1);
+  EXPECT_LE(max_abs_diff(safe_conv3d(*point->conv, x, 100), point->forward(x)), 1e-6);
   // A chunk that uses more cached convolutions than the first is a bug, reported.
   cache.rewind();
   conv->forward(x.slice(2, 0, 1), &cache);
