@@ -6,8 +6,8 @@
 //   bench_vae --device cuda --dtype bf16 --frames 49 --height 480 --width 720
 #include <torch/torch.h>
 
-#include <CLI/CLI.hpp>
 #include <sys/resource.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -34,7 +34,7 @@ struct Flags {
   std::string model;               // a diffusers pipeline or vae folder: real weights instead of random ones
   std::string device = "cuda";
   std::string dtype = "bf16";
-  std::string what = "both";       // encode | decode | both
+  std::string what = "both";  // encode | decode | both
   int64_t batch = 1;
   int64_t frames = 49;
   int64_t height = 480;
@@ -116,8 +116,10 @@ Timing measure(const Flags& flags, const torch::Device& device, Fn&& fn) {
 void report(const char* bench, const Flags& flags, const torch::Device& device, int64_t latent_frames,
             const Timing& t) {
   std::printf(
-      "{\"bench\": \"%s\", \"impl\": \"t4g\", \"device\": \"%s\", \"dtype\": \"%s\", \"batch\": %lld, \"frames\": %lld, "
-      "\"height\": %lld, \"width\": %lld, \"latent_frames\": %lld, \"tiled\": %s, \"repeat\": %d, \"seconds_min\": %.4f, "
+      "{\"bench\": \"%s\", \"impl\": \"t4g\", \"device\": \"%s\", \"dtype\": \"%s\", \"batch\": %lld, \"frames\": "
+      "%lld, "
+      "\"height\": %lld, \"width\": %lld, \"latent_frames\": %lld, \"tiled\": %s, \"repeat\": %d, \"seconds_min\": "
+      "%.4f, "
       "\"seconds_mean\": %.4f, \"peak_bytes\": %lld}\n",
       bench, device_name(device).c_str(), flags.dtype.c_str(), static_cast<long long>(flags.batch),
       static_cast<long long>(flags.frames), static_cast<long long>(flags.height), static_cast<long long>(flags.width),

@@ -230,26 +230,27 @@ torch::Tensor AutoencoderKLCogVideoXImpl::to_parameters(const torch::Tensor& x) 
   return x.to(w.device(), w.scalar_type());
 }
 
-int64_t AutoencoderKLCogVideoXImpl::latent_frames(int64_t frames) const {
-  const int64_t r = config_.temporal_compression_ratio;
+int64_t vae_latent_frames(int64_t frames, const CogVideoXVaeConfig& config, const VaeOptions& options) {
+  const int64_t r = config.temporal_compression_ratio;
   if (frames < 1 || (frames - 1) % r != 0) {
     const std::string rule = std::to_string(r) + "k+1";
-    bad_tensor("video", "the CogVideoX VAE takes " + rule + " frames (1, " + std::to_string(1 + r) + ", " +
-                            std::to_string(1 + 2 * r) + ", ..., " + std::to_string(1 + 12 * r) + ")",
+    bad_tensor("video",
+               "the CogVideoX VAE takes " + rule + " frames (1, " + std::to_string(1 + r) + ", " +
+                   std::to_string(1 + 2 * r) + ", ..., " + std::to_string(1 + 12 * r) + ")",
                rule + " frames", std::to_string(frames) + " frames");
   }
   int64_t total = 0;
-  for (const auto& [start, end] : frame_chunks(frames, options_.sample_frames_per_chunk)) {
-    total += pooled_frames(end - start, config_.temporal_compress_levels());
+  for (const auto& [start, end] : frame_chunks(frames, options.sample_frames_per_chunk)) {
+    total += pooled_frames(end - start, config.temporal_compress_levels());
   }
   return total;
 }
 
-int64_t AutoencoderKLCogVideoXImpl::decoded_frames(int64_t latents) const {
-  T4G_CHECK(latents >= 1, "decoded_frames: need at least one latent frame, got ", latents);
+int64_t vae_decoded_frames(int64_t latents, const CogVideoXVaeConfig& config, const VaeOptions& options) {
+  T4G_CHECK(latents >= 1, "vae_decoded_frames: need at least one latent frame, got ", latents);
   int64_t total = 0;
-  for (const auto& [start, end] : frame_chunks(latents, options_.latent_frames_per_chunk)) {
-    total += upsampled_frames(end - start, config_.temporal_compress_levels());
+  for (const auto& [start, end] : frame_chunks(latents, options.latent_frames_per_chunk)) {
+    total += upsampled_frames(end - start, config.temporal_compress_levels());
   }
   return total;
 }
@@ -285,8 +286,9 @@ VaePosterior AutoencoderKLCogVideoXImpl::encode(const torch::Tensor& video) {
   if (video.size(1) != in) {
     const bool frames_first = video.size(2) == in;
     bad_tensor("video",
-               frames_first ? "channels must be dimension 1 (this looks like [B, F, C, H, W]; permute to [B, C, F, H, W])"
-                            : "wrong number of channels",
+               frames_first
+                   ? "channels must be dimension 1 (this looks like [B, F, C, H, W]; permute to [B, C, F, H, W])"
+                   : "wrong number of channels",
                expected, shape_string(video.sizes()));
   }
   if (video.size(0) < 1) bad_tensor("video", "empty batch", expected, shape_string(video.sizes()));
@@ -297,8 +299,7 @@ VaePosterior AutoencoderKLCogVideoXImpl::encode(const torch::Tensor& video) {
   }
   const torch::Tensor x = to_parameters(video);
   torch::Tensor h;
-  const bool tiled = options_.tiling.enabled &&
-                     (x.size(4) > tile_sample_width() || x.size(3) > tile_sample_height());
+  const bool tiled = options_.tiling.enabled && (x.size(4) > tile_sample_width() || x.size(3) > tile_sample_height());
   if (tiled) {
     h = run_tiled(x, encode_grid(), [this](const torch::Tensor& tile) { return encode_frames(tile); });
   } else {

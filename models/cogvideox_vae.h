@@ -33,10 +33,18 @@ struct VaeTilingOptions {
 // How encode and decode run. Defaults are the reference's; other chunk sizes change the results
 // (the VAE was trained with these).
 struct VaeOptions {
-  VaeTilingOptions tiling;               // spatial tiling
-  int64_t sample_frames_per_chunk = 8;   // diffusers num_sample_frames_batch_size (a multiple of the ratio)
-  int64_t latent_frames_per_chunk = 2;   // diffusers num_latent_frames_batch_size
+  VaeTilingOptions tiling;              // spatial tiling
+  int64_t sample_frames_per_chunk = 8;  // diffusers num_sample_frames_batch_size (a multiple of the ratio)
+  int64_t latent_frames_per_chunk = 2;  // diffusers num_latent_frames_batch_size
 };
+
+// Latent frames the VAE makes from `frames` video frames with these options (no model needed):
+// (frames - 1) / ratio + 1; throws t4g::Error naming tensor "video" and the 4k+1 rule for frame
+// counts the reference does not map that way.
+int64_t vae_latent_frames(int64_t frames, const CogVideoXVaeConfig& config, const VaeOptions& options = {});
+// Video frames decode() makes from `latent_frames` latents (any count >= 1): with the defaults
+// 4(f - 1) + 1 for odd f and 4f for even f (chunks of 2 latents decode to 8 frames each).
+int64_t vae_decoded_frames(int64_t latent_frames, const CogVideoXVaeConfig& config, const VaeOptions& options = {});
 
 // The encoder's output distribution (diffusers DiagonalGaussianDistribution).
 struct VaePosterior {
@@ -112,10 +120,9 @@ class AutoencoderKLCogVideoXImpl : public torch::nn::Module {
   // decode(1 / scaling_factor * latents), as the CogVideoX pipelines do.
   torch::Tensor decode_latents(const torch::Tensor& latents);
 
-  // Latent frames for `frames` video frames; throws naming the 4k + 1 rule for other counts.
-  int64_t latent_frames(int64_t frames) const;
-  // Video frames decode() makes from `latent_frames` latents (any count >= 1).
-  int64_t decoded_frames(int64_t latent_frames) const;
+  // vae_latent_frames / vae_decoded_frames with this model's config and options.
+  int64_t latent_frames(int64_t frames) const { return vae_latent_frames(frames, config_, options_); }
+  int64_t decoded_frames(int64_t latents) const { return vae_decoded_frames(latents, config_, options_); }
 
   CogVideoXEncoder3D encoder{nullptr};
   CogVideoXDecoder3D decoder{nullptr};

@@ -67,8 +67,9 @@ CogVideoXResnetBlock3DImpl::CogVideoXResnetBlock3DImpl(int64_t in_channels, int6
   conv1_ = register_module("conv1", CausalConv3d(in_channels, out_channels, 3));
   conv2_ = register_module("conv2", CausalConv3d(out_channels, out_channels, 3));
   if (in_channels != out_channels) {
-    conv_shortcut_ = register_module(
-        "conv_shortcut", torch::nn::Conv3d(torch::nn::Conv3dOptions(in_channels, out_channels, 1).stride(1).padding(0)));
+    conv_shortcut_ =
+        register_module("conv_shortcut",
+                        torch::nn::Conv3d(torch::nn::Conv3dOptions(in_channels, out_channels, 1).stride(1).padding(0)));
   }
 }
 
@@ -91,8 +92,8 @@ torch::Tensor CogVideoXResnetBlock3DImpl::forward(const torch::Tensor& x, const 
 
 CogVideoXDownsample3DImpl::CogVideoXDownsample3DImpl(int64_t channels, bool compress_time)
     : compress_time_(compress_time) {
-  conv = register_module("conv",
-                         torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, channels, 3).stride(2).padding(0)));
+  conv =
+      register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, channels, 3).stride(2).padding(0)));
 }
 
 torch::Tensor CogVideoXDownsample3DImpl::forward(const torch::Tensor& input) {
@@ -123,10 +124,9 @@ torch::Tensor CogVideoXDownsample3DImpl::forward(const torch::Tensor& input) {
   return conv_per_frame(*conv, x, b, t);
 }
 
-CogVideoXUpsample3DImpl::CogVideoXUpsample3DImpl(int64_t channels, bool compress_time)
-    : compress_time_(compress_time) {
-  conv = register_module("conv",
-                         torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, channels, 3).stride(1).padding(1)));
+CogVideoXUpsample3DImpl::CogVideoXUpsample3DImpl(int64_t channels, bool compress_time) : compress_time_(compress_time) {
+  conv =
+      register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, channels, 3).stride(1).padding(1)));
 }
 
 torch::Tensor CogVideoXUpsample3DImpl::forward(const torch::Tensor& input) {
@@ -171,8 +171,7 @@ torch::Tensor CogVideoXDownBlock3DImpl::forward(const torch::Tensor& input, Conv
 CogVideoXMidBlock3DImpl::CogVideoXMidBlock3DImpl(const VaeBlockOptions& o) {
   auto list = register_module("resnets", torch::nn::ModuleList());
   for (int64_t i = 0; i < o.num_layers; ++i) {
-    resnets_.push_back(
-        CogVideoXResnetBlock3D(o.in_channels, o.in_channels, o.groups, o.eps, o.spatial_norm_channels));
+    resnets_.push_back(CogVideoXResnetBlock3D(o.in_channels, o.in_channels, o.groups, o.eps, o.spatial_norm_channels));
     list->push_back(resnets_.back());
   }
 }

@@ -109,7 +109,8 @@ CogVideoXVaeConfig parse_vae_config(const JsonObject& json) {
   if (json.has("temporal_compression_ratio")) {
     const double r = json.get_double("temporal_compression_ratio");
     if (std::floor(r) != r || r < 1 || r > 64) {
-      bad_value(file, json.key_path("temporal_compression_ratio"), "out of range", "1, 2, 4 or 8", json.json()["temporal_compression_ratio"].dump());
+      bad_value(file, json.key_path("temporal_compression_ratio"), "out of range", "1, 2, 4 or 8",
+                json.json()["temporal_compression_ratio"].dump());
     }
     c.temporal_compression_ratio = static_cast<int64_t>(r);
   }

@@ -13,18 +13,18 @@
 namespace t4g {
 
 struct CogVideoXVaeConfig {
-  int64_t in_channels = 3;                                // pixel channels in
-  int64_t out_channels = 3;                               // pixel channels out
+  int64_t in_channels = 3;                                         // pixel channels in
+  int64_t out_channels = 3;                                        // pixel channels out
   std::vector<int64_t> block_out_channels = {128, 256, 256, 512};  // channels per down block (up: reversed)
-  int64_t latent_channels = 16;                           // channels of the latent (posterior mean)
-  int64_t layers_per_block = 3;                           // resnets per down block; up blocks have one more
-  double norm_eps = 1e-6;                                 // GroupNorm eps inside the resnets
-  int64_t norm_num_groups = 32;                           // GroupNorm groups everywhere
-  int64_t temporal_compression_ratio = 4;                 // frames per latent after the first (1, 2, 4 or 8)
-  int64_t sample_height = 480;                            // default tile height is half of it
-  int64_t sample_width = 720;                             // default tile width is half of it
-  double scaling_factor = 1.15258426;                     // latents for the transformer = z * scaling_factor
-  bool invert_scale_latents = false;                      // CogVideoX 1.5 I2V image latents: divide instead
+  int64_t latent_channels = 16;                                    // channels of the latent (posterior mean)
+  int64_t layers_per_block = 3;                                    // resnets per down block; up blocks have one more
+  double norm_eps = 1e-6;                                          // GroupNorm eps inside the resnets
+  int64_t norm_num_groups = 32;                                    // GroupNorm groups everywhere
+  int64_t temporal_compression_ratio = 4;                          // frames per latent after the first (1, 2, 4 or 8)
+  int64_t sample_height = 480;                                     // default tile height is half of it
+  int64_t sample_width = 720;                                      // default tile width is half of it
+  double scaling_factor = 1.15258426;                              // latents for the transformer = z * scaling_factor
+  bool invert_scale_latents = false;                               // CogVideoX 1.5 I2V image latents: divide instead
 
   // Pixels per latent along height and width: 2^(number of blocks - 1).
   int64_t spatial_compression() const;

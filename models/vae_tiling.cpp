@@ -38,7 +38,9 @@ void blend(const torch::Tensor& a, const torch::Tensor& b, int64_t extent, int64
 
 }  // namespace
 
-void blend_rows(const torch::Tensor& above, const torch::Tensor& tile, int64_t extent) { blend(above, tile, extent, 3); }
+void blend_rows(const torch::Tensor& above, const torch::Tensor& tile, int64_t extent) {
+  blend(above, tile, extent, 3);
+}
 
 void blend_columns(const torch::Tensor& left, const torch::Tensor& tile, int64_t extent) {
   blend(left, tile, extent, 4);

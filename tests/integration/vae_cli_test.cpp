@@ -51,7 +51,8 @@ TEST(VaeCli, EncodeAndDecodeMatchDiffusers) {
 
   r = vae("encode --input " + expected + " --tensor video --sample --seed 1234 --output " + dir.file("s.safetensors"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_LE(max_abs_diff(load_safetensors(dir.file("s.safetensors")).at("latents"), ref.at("sample") * 0.7), kTolerance);
+  EXPECT_LE(max_abs_diff(load_safetensors(dir.file("s.safetensors")).at("latents"), ref.at("sample") * 0.7),
+            kTolerance);
 
   // The latents file written above has several tensors; "latents" is the default for decode.
   r = vae("decode --input " + dir.file("lat.safetensors") + " --output " + dir.file("video.safetensors"));
@@ -72,15 +73,17 @@ TEST(VaeCli, EncodeAndDecodeMatchDiffusers) {
 TEST(VaeCli, BadInputsAreOneLine) {
   TempDir dir;
   save_safetensors(dir.file("eight.safetensors"), {{"video", torch::zeros({1, 3, 8, 16, 16})}});
-  expect_one_line_error(vae("encode --input " + dir.file("eight.safetensors") + " --output " + dir.file("o.safetensors")),
-                        {"eight.safetensors", "tensor video", "4k+1 frames", "got 8 frames"});
+  expect_one_line_error(
+      vae("encode --input " + dir.file("eight.safetensors") + " --output " + dir.file("o.safetensors")),
+      {"eight.safetensors", "tensor video", "4k+1 frames", "got 8 frames"});
   EXPECT_FALSE(testing::read_file(dir.file("eight.safetensors")).empty());
   save_safetensors(dir.file("two.safetensors"), {{"a", torch::zeros({1})}, {"b", torch::zeros({1})}});
   expect_one_line_error(vae("decode --input " + dir.file("two.safetensors") + " --output " + dir.file("o.safetensors")),
                         {"two.safetensors", "tensor latents", "input tensor not found", "a, b"});
   save_safetensors(dir.file("btchw.safetensors"), {{"latents", torch::zeros({1, 3, 4, 2, 2})}});
-  expect_one_line_error(vae("decode --input " + dir.file("btchw.safetensors") + " --output " + dir.file("o.safetensors")),
-                        {"btchw.safetensors", "tensor latents", "transformer_to_vae_layout"});
+  expect_one_line_error(
+      vae("decode --input " + dir.file("btchw.safetensors") + " --output " + dir.file("o.safetensors")),
+      {"btchw.safetensors", "tensor latents", "transformer_to_vae_layout"});
   expect_one_line_error(
       vae("decode --dtype fp64 --input " + dir.file("btchw.safetensors") + " --output " + dir.file("o.safetensors")),
       {"unknown compute dtype", "fp64"});

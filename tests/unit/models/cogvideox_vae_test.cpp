@@ -100,7 +100,8 @@ TEST(CogVideoXVaeConfig, BadConfigsNameFileAndKey) {
   };
   std::string e = with("_class_name", "\"AutoencoderKL\"");
   EXPECT_NE(e.find("_class_name.json: _class_name: not a CogVideoX VAE"), std::string::npos) << e;
-  e = with("down_block_types", "[\"CogVideoXDownBlock3D\", \"DownEncoderBlock2D\", \"CogVideoXDownBlock3D\", \"CogVideoXDownBlock3D\"]");
+  e = with("down_block_types",
+           "[\"CogVideoXDownBlock3D\", \"DownEncoderBlock2D\", \"CogVideoXDownBlock3D\", \"CogVideoXDownBlock3D\"]");
   EXPECT_NE(e.find("down_block_types: unsupported block type"), std::string::npos) << e;
   e = with("up_block_types", "[\"CogVideoXUpBlock3D\"]");
   EXPECT_NE(e.find("up_block_types: one block type per entry"), std::string::npos) << e;
@@ -131,13 +132,13 @@ TEST(CogVideoXVae, ParameterNamesAreDiffusersStateDictNames) {
   std::sort(ours.begin(), ours.end());
   EXPECT_EQ(ours, checkpoint.names());
   EXPECT_EQ(ours.size(), 240u);
-  for (const char* name : {"encoder.conv_in.conv.weight", "encoder.down_blocks.0.resnets.0.norm1.weight",
-                           "encoder.down_blocks.2.resnets.0.conv_shortcut.weight",
-                           "encoder.down_blocks.2.downsamplers.0.conv.weight", "encoder.mid_block.resnets.1.conv2.conv.bias",
-                           "encoder.norm_out.weight", "encoder.conv_out.conv.weight",
-                           "decoder.up_blocks.0.resnets.1.norm2.conv_y.conv.weight",
-                           "decoder.up_blocks.2.resnets.0.conv_shortcut.bias", "decoder.up_blocks.2.upsamplers.0.conv.weight",
-                           "decoder.norm_out.norm_layer.weight", "decoder.norm_out.conv_b.conv.bias"}) {
+  for (const char* name :
+       {"encoder.conv_in.conv.weight", "encoder.down_blocks.0.resnets.0.norm1.weight",
+        "encoder.down_blocks.2.resnets.0.conv_shortcut.weight", "encoder.down_blocks.2.downsamplers.0.conv.weight",
+        "encoder.mid_block.resnets.1.conv2.conv.bias", "encoder.norm_out.weight", "encoder.conv_out.conv.weight",
+        "decoder.up_blocks.0.resnets.1.norm2.conv_y.conv.weight", "decoder.up_blocks.2.resnets.0.conv_shortcut.bias",
+        "decoder.up_blocks.2.upsamplers.0.conv.weight", "decoder.norm_out.norm_layer.weight",
+        "decoder.norm_out.conv_b.conv.bias"}) {
     EXPECT_TRUE(checkpoint.contains(name)) << name;
   }
 }
@@ -269,12 +270,18 @@ TEST(CogVideoXVae, TemporalMapping49To13) {
   EXPECT_EQ(decoded.sizes(), (std::vector<int64_t>{1, 3, 49, 8, 16}));
   EXPECT_TRUE(torch::isfinite(decoded).all().item<bool>());
   // Frame arithmetic for other counts (the reference's chunking).
-  for (auto [frames, lat] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {5, 2}, {9, 3}, {13, 4}, {17, 5}, {49, 13}, {81, 21}}) {
+  for (auto [frames, lat] :
+       std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {5, 2}, {9, 3}, {13, 4}, {17, 5}, {49, 13}, {81, 21}}) {
     EXPECT_EQ(vae->latent_frames(frames), lat) << frames;
   }
-  for (auto [lat, frames] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {2, 8}, {3, 9}, {4, 16}, {5, 17}, {13, 49}, {21, 81}}) {
+  for (auto [lat, frames] :
+       std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {2, 8}, {3, 9}, {4, 16}, {5, 17}, {13, 49}, {21, 81}}) {
     EXPECT_EQ(vae->decoded_frames(lat), frames) << lat;
   }
+  // The same without a model, at the released VAE's size.
+  EXPECT_EQ(vae_latent_frames(49, CogVideoXVaeConfig{}), 13);
+  EXPECT_EQ(vae_decoded_frames(13, CogVideoXVaeConfig{}), 49);
+  EXPECT_THROW(vae_latent_frames(48, CogVideoXVaeConfig{}), Error);
   // A single image is one latent frame and back.
   EXPECT_EQ(vae->encode_latents(video.slice(2, 0, 1)).size(2), 1);
 }
@@ -303,7 +310,8 @@ TEST(CogVideoXVae, BadInputsNameTheTensor) {
   EXPECT_NE(e.find("tensor latents"), std::string::npos) << e;
   EXPECT_NE(e.find("transformer_to_vae_layout"), std::string::npos) << e;
   e = error_of([&] { vae->decode(torch::zeros({1, 5, 3, 2, 2})); });
-  EXPECT_NE(e.find("wrong number of latent channels (tensor latents; expected [B, 4, f, h, w]"), std::string::npos) << e;
+  EXPECT_NE(e.find("wrong number of latent channels (tensor latents; expected [B, 4, f, h, w]"), std::string::npos)
+      << e;
   e = error_of([&] { vae->decode(torch::zeros({1, 4, 0, 2, 2})); });
   EXPECT_NE(e.find("tensor latents"), std::string::npos) << e;
 
@@ -391,8 +399,7 @@ TEST(ConvCache, CarriesFramesBetweenChunks) {
   changed.slice(2, 5, 7).fill_(3.0);
   EXPECT_TRUE(torch::equal(conv->forward(changed).slice(2, 0, 5), whole.slice(2, 0, 5)));
   // The reference's time split of oversized inputs (lowered limit) gives the same result.
-  EXPECT_LE(max_abs_diff(safe_conv3d(*conv->conv, torch::cat({x.slice(2, 0, 1), x.slice(2, 0, 1), x}, 2), 200),
-                         whole),
+  EXPECT_LE(max_abs_diff(safe_conv3d(*conv->conv, torch::cat({x.slice(2, 0, 1), x.slice(2, 0, 1), x}, 2), 200), whole),
             1e-6);
   CausalConv3d point(2, 3, 1);
   EXPECT_LE(max_abs_diff(safe_conv3d(*point->conv, x, 100), point->forward(x)), 1e-6);
