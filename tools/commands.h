@@ -14,6 +14,7 @@ void register_config(CLI::App& app);   // t4g config show|doc|check
 void register_demo(CLI::App& app);     // t4g demo: the main job on the embedded tiny config
 void register_tapvid(CLI::App& app);   // t4g tapvid score
 void register_prepare(CLI::App& app);  // t4g prepare: videos -> HDF5 shards with tracks
+void register_vae(CLI::App& app);      // t4g vae encode|decode: safetensors through the CogVideoX VAE
 
 // Adds `shards DIR` under the `inspect` subcommand (whose parent app register_inspect makes).
 void register_inspect_shards(CLI::App& inspect);
