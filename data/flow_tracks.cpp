@@ -63,6 +63,9 @@ class Chainer {
       sample_nearest(field, v_.height, v_.width, 2, x, y, out);
     }
   }
+  // Integer chaining (subpixel = false): every step starts from the centre of the pixel that
+  // contains the point, as trackers without sub-pixel positions do.
+  double snap(double v) const { return o_.subpixel ? v : std::floor(v) + 0.5; }
 
   void run(int64_t t0, double x, double y, int dir, float* track, uint8_t* vis) const {
     bool alive = true;
@@ -71,6 +74,8 @@ class Chainer {
       // Forward in time: forward[t] then check with backward[t]; backward: backward[t-1], forward[t-1].
       const float* step = dir > 0 ? v_.forward_at(t) : v_.backward_at(t - 1);
       const float* reverse = dir > 0 ? v_.backward_at(t) : v_.forward_at(t - 1);
+      x = snap(x);
+      y = snap(y);
       float f[2];
       sample(step, x, y, f);
       const double nx = x + f[0], ny = y + f[1];

@@ -27,7 +27,7 @@ struct FlowTrackOptions {
   int64_t max_tracks = 0;      // stop re-seeding at this many tracks (0 = no limit)
   double fb_alpha = 0.01;      // occlusion: relative forward-backward tolerance (see the rule above)
   double fb_beta = 0.5;        // occlusion: absolute forward-backward tolerance, pixels squared
-  bool subpixel = true;        // bilinear flow at sub-pixel positions (false: nearest pixel, for comparison)
+  bool subpixel = true;        // sub-pixel positions, bilinear flow (false: each step from the containing pixel's centre, for comparison)
 };
 
 // Tracks in the conventions of ARCHITECTURE.md.

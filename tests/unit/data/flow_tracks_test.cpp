@@ -62,9 +62,9 @@ TEST(FlowTracks, LinearFieldIsChainedExactlyWithRasterConvention) {
   FlowTrackOptions nearest;
   nearest.subpixel = false;
   const FlowTracks rounded = chain_tracks(flow, q, nearest);
-  // Nearest sampling takes the flow of the pixel containing the point: x += 0.1 (floor(x) + 0.5).
+  // Integer chaining restarts each step from the containing pixel's centre c = floor(x) + 0.5: x = 1.1 c.
   x = 5.3;
-  for (int64_t t = 0; t < F; ++t, x += 0.1 * (std::floor(x) + 0.5)) {
+  for (int64_t t = 0; t < F; ++t, x = 1.1 * (std::floor(x) + 0.5)) {
     EXPECT_NEAR(rounded.tracks[0][t][0].item<float>(), x, 1e-4) << t;
   }
 }
