@@ -342,6 +342,7 @@ std::vector<std::string> list_video_inputs(const std::string& input) {
     return out;
   }
   T4G_CHECK_CTX(is_regular_file(input), ctx, "no such file or folder");
+  if (is_video_source(input)) return {input};  // one video file
   const std::string base = parent_path(input);
   std::istringstream lines(read_file(input));
   std::string line;

@@ -44,8 +44,8 @@ struct PrepareReport {
 
 PrepareReport prepare_dataset(const PrepareOptions& options);
 
-// The real videos named by `input`: a folder's video files and frame folders (naturally sorted by
-// name), or a list file's non-empty lines that are not '#' comments (relative paths are relative
+// The real videos named by `input`: a folder's video files and frame folders (sorted by name), a
+// single video file, or a list file's non-empty lines that are not '#' comments (relative paths are relative
 // to the list's folder). Throws t4g::Error naming the input when it names nothing.
 std::vector<std::string> list_video_inputs(const std::string& input);
 

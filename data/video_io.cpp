@@ -15,7 +15,12 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/videoio.hpp>
+#include <opencv2/videoio/registry.hpp>
+
+#include <cstdlib>
+#include <mutex>
 #endif
 
 namespace t4g::data {
@@ -87,6 +92,22 @@ void check_options(const VideoReadOptions& o, const std::string& path) {
 }
 
 #if T4G_HAVE_OPENCV
+
+// A bad file must give our one error line, not FFmpeg's and OpenCV's own messages on stderr:
+// quiet FFmpeg (OpenCV reads OPENCV_FFMPEG_LOGLEVEL when it first loads FFmpeg; -8 is
+// AV_LOG_QUIET) and OpenCV's logger, unless the user asked for their output.
+void quiet_video_backends() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (std::getenv("OPENCV_FFMPEG_LOGLEVEL") == nullptr && std::getenv("OPENCV_FFMPEG_DEBUG") == nullptr) {
+      setenv("OPENCV_FFMPEG_LOGLEVEL", "-8", 0);
+    }
+    if (std::getenv("OPENCV_LOG_LEVEL") == nullptr) cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_ERROR);
+  });
+}
+
+// FFmpeg when this OpenCV has it (mp4, avi, webm, mkv, ...); GStreamer's fallback only adds noise.
+int video_backend() { return cv::videoio_registry::hasBackend(cv::CAP_FFMPEG) ? cv::CAP_FFMPEG : cv::CAP_ANY; }
 
 cv::Mat fit_mat(const cv::Mat& src, int64_t height, int64_t width) {
   if (height == 0 || (src.rows == height && src.cols == width)) return src;
@@ -163,7 +184,8 @@ DecodedVideo read_frame_folder(const std::string& dir, const VideoReadOptions& o
 
 DecodedVideo read_video_file(const std::string& path, const VideoReadOptions& o) {
   T4G_CHECK_CTX(is_regular_file(path), ctx_of(path), "no such video file");
-  cv::VideoCapture cap(path, cv::CAP_ANY);
+  quiet_video_backends();
+  cv::VideoCapture cap(path, video_backend());
   T4G_CHECK_CTX(cap.isOpened(), ctx_of(path), "not a readable video (unknown format or codec)");
   const double fps = cap.get(cv::CAP_PROP_FPS);
   Selector sel{o};
@@ -271,7 +293,9 @@ void write_video(const std::string& path, const torch::Tensor& frames, const Vid
     const std::string tmp_ext = tmp + ext;
     try {
       const auto& f = options.fourcc;
-      cv::VideoWriter writer(tmp_ext, cv::VideoWriter::fourcc(f[0], f[1], f[2], f[3]), options.fps, cv::Size(w, h), true);
+      quiet_video_backends();
+      cv::VideoWriter writer(tmp_ext, video_backend(), cv::VideoWriter::fourcc(f[0], f[1], f[2], f[3]), options.fps,
+                             cv::Size(w, h), true);
       T4G_CHECK_CTX(writer.isOpened(), ctx_of(path), "cannot open a video writer (codec '", f,
                     "' or container not available in this OpenCV build)");
       cv::Mat bgr;
