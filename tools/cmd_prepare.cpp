@@ -75,6 +75,10 @@ void register_prepare(CLI::App& app) {
   cmd->add_option("--dis-preset", enums->dis_preset, "DIS flow: ultrafast, fast or medium")
       ->capture_default_str()
       ->check(CLI::IsMember({"ultrafast", "fast", "medium"}));
+  cmd->add_option("--dis-finest-scale", options->flow.flow.dis_finest_scale,
+                  "DIS flow: finest pyramid level (0 = full resolution: more accurate, about 5x slower; -1 = preset's)")
+      ->capture_default_str()
+      ->check(CLI::Range(-1, 8));
   cmd->add_option("--flow-grid-step", options->flow.grid_step, "flow tracks: seed grid spacing, pixels")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

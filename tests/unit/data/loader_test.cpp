@@ -32,7 +32,7 @@ std::string error_of(const std::function<void()>& fn) {
 
 // A dataset of `count` videos, F x 12 x 16, with textured frames and 3 + i % 4 tracks each,
 // the first frame's pixel (0, 0) holding the video's number.
-std::string make_dataset(const TempDir& dir, int64_t count, int64_t F = 4) {
+std::string make_dataset(const TempDir& dir, int64_t count, int64_t F = 4, bool latents = false) {
   const std::string out = dir.file("ds");
   make_dirs(out);
   std::vector<ShardVideo> videos;
@@ -50,6 +50,10 @@ std::string make_dataset(const TempDir& dir, int64_t count, int64_t F = 4) {
     v.visibility = torch::rand({N, F}) > 0.2;
     v.prompt = "prompt " + v.id;
     v.source = "test";
+    if (latents) {
+      v.latents = torch::full({2, 4, 3, 4}, static_cast<float>(i));
+      v.text_embedding = torch::full({5, 6}, static_cast<float>(i));
+    }
     videos.push_back(std::move(v));
     if (videos.size() == 4 || i + 1 == count) {
       write_shard(out + "/s-" + std::to_string(i) + ".h5", videos);
@@ -285,6 +289,30 @@ TEST(Loader, TrackSamplingPadsAndMasks) {
   EXPECT_TRUE(torch::equal(chosen_visible, s.track_mask));
 }
 
+TEST(Loader, PrecomputedLatentsReplaceFrames) {
+  TempDir dir;
+  LoaderOptions o;
+  o.dataset = make_dataset(dir, 4, 4, /*latents=*/true);
+  o.batch_size = 2;
+  o.workers = 1;
+  o.sampler.shuffle = false;
+  {
+    Loader loader(o);
+    EXPECT_TRUE(loader.uses_latents());
+    const Batch b = loader.next();
+    EXPECT_FALSE(b.frames.defined());
+    ASSERT_EQ(b.latents.sizes(), torch::IntArrayRef({2, 2, 4, 3, 4}));
+    EXPECT_EQ(b.latents[1].max().item<float>(), 1.0f);  // video v001
+    ASSERT_EQ(b.text_embedding.sizes(), torch::IntArrayRef({2, 5, 6}));
+    EXPECT_EQ(b.tracks.size(2), 4);  // tracks stay in frames
+  }
+  o.latents = LatentMode::kNever;
+  EXPECT_EQ(Loader(o).next().frames.size(0), 2);
+  o.latents = LatentMode::kAuto;
+  o.augment.flip_probability = 0.5;
+  EXPECT_NE(error_of([&] { Loader l(o); }).find("augmentation (clip_frames, crop, flip) works on frames"), std::string::npos);
+}
+
 TEST(Loader, BadOptionsAndMismatchedClips) {
   TempDir dir;
   LoaderOptions o;
@@ -309,6 +337,27 @@ TEST(Loader, BadOptionsAndMismatchedClips) {
   o.drop_last_batch = true;
   EXPECT_NE(error_of([&] { Loader l(o); }).find("gives no batch of 5"), std::string::npos);
   EXPECT_NE(error_of([] { parse_latent_mode("sometimes"); }).find("auto, never or require"), std::string::npos);
+
+  // Two videos of different sizes cannot share a batch: the error names the second one.
+  const std::string mixed = dir.file("mixed");
+  make_dirs(mixed);
+  std::vector<ShardVideo> videos(2);
+  for (int i = 0; i < 2; ++i) {
+    videos[i].id = "m" + std::to_string(i);
+    videos[i].frames = torch::zeros({4, 12, 16 + 4 * i, 3}, torch::kUInt8);
+    videos[i].tracks = torch::ones({2, 4, 2});
+    videos[i].visibility = torch::ones({2, 4}, torch::kBool);
+  }
+  write_shard(mixed + "/m.h5", videos);
+  write_shard_index(mixed);
+  LoaderOptions m;
+  m.dataset = mixed;
+  m.batch_size = 2;
+  m.workers = 0;
+  m.sampler.shuffle = false;
+  const std::string me = error_of([&] { Loader(m).next(); });
+  EXPECT_NE(me.find("videos in one batch differ in size"), std::string::npos) << me;
+  EXPECT_NE(me.find("m1"), std::string::npos) << me;
 }
 
 }  // namespace
