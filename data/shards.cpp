@@ -60,6 +60,18 @@ void check_video_tensors(const ShardVideo& v, const std::string& file, const std
     const int64_t bad = (~torch::isfinite(v.tracks)).sum().item<int64_t>();
     fail("tracks", "finite values", str(bad, " NaN or infinite values"), "non-finite track coordinates");
   }
+  // A point marked visible must lie in the frame (raster convention: 0 <= x <= W, 0 <= y <= H);
+  // occluded points may be anywhere, since tracks go on after leaving the frame.
+  if (v.tracks.numel() > 0) {
+    const double w = static_cast<double>(v.frames.size(2)), h = static_cast<double>(v.frames.size(1));
+    const torch::Tensor x = v.tracks.select(2, 0), y = v.tracks.select(2, 1);
+    const torch::Tensor outside = v.visibility & ((x < 0) | (x > w) | (y < 0) | (y > h));
+    const int64_t bad = outside.sum().item<int64_t>();
+    if (bad > 0) {
+      fail("tracks", str("visible points inside the ", v.frames.size(2), "x", v.frames.size(1), " frame"),
+           str(bad, " visible points outside it"), "visible track points outside the frame");
+    }
+  }
   for (const auto* opt : {&v.latents, &v.text_embedding}) {
     if (opt->defined() && !opt->is_floating_point()) {
       fail(opt == &v.latents ? "latents" : "text_embedding", "a float dtype", dtype_name(*opt), "wrong dtype");

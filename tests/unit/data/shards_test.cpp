@@ -100,6 +100,15 @@ TEST(Shards, BadVideosAreRefusedBeforeWriting) {
   std::string err = error_of([&] { write_shard(dir.file("a.h5"), {v}); });
   EXPECT_NE(err.find("tracks"), std::string::npos) << err;
   EXPECT_NE(err.find("1 NaN or infinite"), std::string::npos) << err;
+  // A visible point outside the 10x8 frame is refused; the same point occluded is fine.
+  v = make_video("x");
+  v.tracks[1][2][0] = 10.5f;
+  v.visibility[1][2] = true;
+  err = error_of([&] { write_shard(dir.file("a.h5"), {v}); });
+  EXPECT_NE(err.find("1 visible points outside it"), std::string::npos) << err;
+  v.visibility[1][2] = false;
+  EXPECT_EQ(error_of([&] { write_shard(dir.file("b.h5"), {v}); }), "");
+  remove_all(dir.file("b.h5"));
   v = make_video("x");
   v.frames = v.frames.to(torch::kFloat32);
   err = error_of([&] { write_shard(dir.file("a.h5"), {v}); });
