@@ -90,8 +90,23 @@ torch::Tensor CogVideoXPatchEmbedImpl::forward(const torch::Tensor& text, const 
     // diffusers' quirk: another frame count silently replaces the learned table by sin-cos.
   }
   // Sin-cos: text rows of diffusers' joint table are zero, so only the video rows are added.
-  const auto table = cogvideox_sincos_video_table(config_, f, h, w).to(embeds.device()).to(embeds.scalar_type());
+  const torch::Tensor& table = sincos_table(f, h, w, embeds);
   return torch::cat({embeds.slice(1, 0, text_len), embeds.slice(1, text_len) + table.unsqueeze(0)}, 1);
+}
+
+const torch::Tensor& CogVideoXPatchEmbedImpl::sincos_table(int64_t frames, int64_t height, int64_t width,
+                                                           const torch::Tensor& like) {
+  const std::string key = t4g::str(frames, "x", height, "x", width, "@", like.device(), ":", like.scalar_type());
+  auto it = sincos_cache_.find(key);
+  if (it == sincos_cache_.end()) {
+    // Same computation and casts as before caching (float64 table -> device -> dtype), so the
+    // values are identical to the reference's.
+    torch::Tensor table = cogvideox_sincos_video_table(config_, frames, height, width)
+                              .to(like.device())
+                              .to(like.scalar_type());
+    it = sincos_cache_.emplace(key, std::move(table)).first;
+  }
+  return it->second;
 }
 
 // ---------------------------------------------------------------------------------------------

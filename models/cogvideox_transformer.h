@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <utility>
 
@@ -44,7 +45,13 @@ class CogVideoXPatchEmbedImpl : public torch::nn::Module {
   torch::Tensor pos_embedding;  // learned table (I2V form only), registered buffer
 
  private:
+  // The sin-cos table of a latent grid, on the embeddings' device and dtype. Built once per
+  // (frames, height, width, device, dtype) and kept: building it is float64 work on the CPU plus a
+  // copy to the GPU, which cost a quarter of a 2B forward when done every call.
+  const torch::Tensor& sincos_table(int64_t frames, int64_t height, int64_t width, const torch::Tensor& like);
+
   CogVideoXTransformerConfig config_;
+  std::map<std::string, torch::Tensor> sincos_cache_;  // not a buffer: derived, never saved
 };
 TORCH_MODULE(CogVideoXPatchEmbed);
 

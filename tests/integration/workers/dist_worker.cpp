@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "common/error_file.h"
+#include "common/fs.h"
 #include "train/communicator.h"
 #include "train/dist_env.h"
 #include "train/rendezvous.h"
@@ -107,6 +108,18 @@ int run(int argc, char** argv) {
             << std::endl;
 
   if (env.rank == fail_rank && env.restart_count < fail_attempts) {
+    // Fail only once every peer of this attempt has its signal handlers installed (its .ready
+    // marker exists), so the tests that check how peers are stopped do not race libtorch's
+    // start-up. Bounded: after 30 s fail anyway.
+    const std::string prefix = out_dir + "/rank";
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    for (int r = 0; r < env.world_size; ++r) {
+      if (r == env.rank) continue;
+      const std::string ready = t4g::str(prefix, r, "_attempt", env.restart_count, ".ready");
+      while (!t4g::path_exists(ready) && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
     t4g::write_error_file(env.error_file, t4g::str("dist_worker: rank ", env.rank, " fails on purpose"),
                           t4g::str("attempt ", env.restart_count, ", exit code ", exit_code));
     std::cerr << "rank " << env.rank << " failing on purpose" << std::endl;
