@@ -1,5 +1,6 @@
 #include "tests/testing.h"
 
+#include "common/error.h"
 #include "common/fs.h"
 
 #include <sys/stat.h>
@@ -28,6 +29,15 @@ int64_t modification_time_ns(const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) throw std::runtime_error("cannot stat " + path);
   return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 std::string read_file(const std::string& path) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace t4g::testing {
@@ -35,6 +36,9 @@ CommandResult run_command(const std::string& command);
 
 // Last modification time of a file in nanoseconds (for "was it rewritten?" checks).
 int64_t modification_time_ns(const std::string& path);
+
+// The message of the t4g::Error that fn throws, or "" when it throws none.
+std::string error_of(const std::function<void()>& fn);
 
 // Writes bytes to a file (binary).
 void write_file(const std::string& path, const std::string& bytes);

@@ -9,14 +9,7 @@
 namespace t4g {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using t4g::testing::error_of;
 
 TEST(JsonFile, TypedGettersAndErrors) {
   testing::TempDir dir;

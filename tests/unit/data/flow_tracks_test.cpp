@@ -8,18 +8,12 @@
 #include <gtest/gtest.h>
 
 #include "common/error.h"
+#include "tests/testing.h"
 
 namespace t4g::data {
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using t4g::testing::error_of;
 
 VideoFlow constant_flow(int64_t F, int64_t H, int64_t W, float dx, float dy) {
   VideoFlow f;

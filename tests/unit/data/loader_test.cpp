@@ -21,14 +21,7 @@ namespace {
 
 using t4g::testing::TempDir;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using t4g::testing::error_of;
 
 // A dataset of `count` videos, F x 12 x 16, with textured frames and 3 + i % 4 tracks each,
 // the first frame's pixel (0, 0) holding the video's number.

@@ -8,18 +8,12 @@
 #include "common/error.h"
 #include "data/synthetic_video.h"
 #include "data/video_io.h"
+#include "tests/testing.h"
 
 namespace t4g::data {
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using t4g::testing::error_of;
 
 // Two frames of a background moving by (vx, vy) pixels per frame, no sprites, no rotation.
 torch::Tensor translating_frames(double vx, double vy) {

@@ -18,14 +18,7 @@ namespace {
 
 using t4g::testing::TempDir;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using t4g::testing::error_of;
 
 ShardVideo make_video(const std::string& id, int64_t F = 3, int64_t N = 5) {
   ShardVideo v;

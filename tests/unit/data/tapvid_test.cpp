@@ -18,14 +18,7 @@ namespace {
 
 using t4g::testing::fixture;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using t4g::testing::error_of;
 
 // The formulas of make_fixtures.py (davis_video).
 struct DavisExpected {

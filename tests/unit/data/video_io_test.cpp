@@ -20,14 +20,7 @@ namespace {
 
 using t4g::testing::TempDir;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using t4g::testing::error_of;
 
 // Frame k is a flat image of value 10 k (RGB all equal), so order and selection are visible.
 torch::Tensor numbered_frames(int64_t count, int64_t h, int64_t w) {

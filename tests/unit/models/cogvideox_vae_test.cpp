@@ -62,14 +62,7 @@ CogVideoXVaeConfig tiny_config() {
   return c;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using t4g::testing::error_of;
 
 TEST(CogVideoXVaeConfig, ReadsTheDiffusersConfig) {
   const CogVideoXVaeConfig c = read_vae_config(fixture("vae/tiny/config.json"));
