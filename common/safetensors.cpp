@@ -3,6 +3,7 @@
 // the data section exactly) from a small pread of the file before mapping or allocating
 // anything sized by the file's claims; tensors then alias a private memory mapping.
 #include "common/safetensors.h"
+#include "common/shape_string.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -146,12 +147,6 @@ struct FileDescriptor {
     if (fd >= 0) ::close(fd);
   }
 };
-
-std::string shape_string(const std::vector<int64_t>& shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) out += (i ? "," : "") + std::to_string(shape[i]);
-  return out + "]";
-}
 
 std::string range_string(uint64_t begin, uint64_t end) {
   return "[" + std::to_string(begin) + ", " + std::to_string(end) + ")";
@@ -367,7 +362,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     }
     if (info.end - info.begin != nbytes) {
       ErrorContext c = ctx;
-      c.expected = std::to_string(nbytes) + " bytes for " + info.dtype + " " + shape_string(info.shape);
+      c.expected = std::to_string(nbytes) + " bytes for " + info.dtype + " " + shape_string(info.shape, ",");
       c.got = std::to_string(info.end - info.begin) + " bytes";
       throw Error("data_offsets do not match shape and dtype", c);
     }

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/shape_string.h"
 #include "common/fs.h"
 #include "common/hdf5.h"
 #include "t4g/build_config.h"
@@ -24,12 +25,6 @@ ErrorContext ctx_of(const std::string& file, const std::string& key, const std::
   return ctx;
 }
 
-std::string shape_string(const torch::Tensor& t) {
-  std::ostringstream os;
-  os << t.sizes();
-  return os.str();
-}
-
 // Checks tensors of one video; `file` and `key` say where it came from (for the error).
 void check_video_tensors(const ShardVideo& v, const std::string& file, const std::string& key) {
   auto fail = [&](const std::string& tensor, const std::string& expected, const std::string& got,
@@ -43,18 +38,18 @@ void check_video_tensors(const ShardVideo& v, const std::string& file, const std
   if (!v.frames.defined()) fail("frames", "uint8 [F,H,W,3]", "nothing", "missing frames");
   if (v.frames.scalar_type() != torch::kUInt8) fail("frames", "uint8", dtype_name(v.frames), "wrong dtype");
   if (v.frames.dim() != 4 || v.frames.size(3) != 3 || v.frames.size(0) == 0) {
-    fail("frames", "[F>0,H,W,3]", shape_string(v.frames), "wrong shape");
+    fail("frames", "[F>0,H,W,3]", shape_string(v.frames.sizes()), "wrong shape");
   }
   const int64_t F = v.frames.size(0);
   if (!v.tracks.defined()) fail("tracks", "float32 [N,F,2]", "nothing", "missing tracks");
   if (v.tracks.scalar_type() != torch::kFloat32) fail("tracks", "float32", dtype_name(v.tracks), "wrong dtype");
   if (v.tracks.dim() != 3 || v.tracks.size(1) != F || v.tracks.size(2) != 2) {
-    fail("tracks", str("[N,", F, ",2]"), shape_string(v.tracks), "wrong shape");
+    fail("tracks", str("[N,", F, ",2]"), shape_string(v.tracks.sizes()), "wrong shape");
   }
   if (!v.visibility.defined()) fail("visibility", "bool [N,F]", "nothing", "missing visibility");
   if (v.visibility.scalar_type() != torch::kBool) fail("visibility", "bool", dtype_name(v.visibility), "wrong dtype");
   if (v.visibility.dim() != 2 || v.visibility.size(0) != v.tracks.size(0) || v.visibility.size(1) != F) {
-    fail("visibility", str("[", v.tracks.size(0), ",", F, "]"), shape_string(v.visibility), "wrong shape");
+    fail("visibility", str("[", v.tracks.size(0), ",", F, "]"), shape_string(v.visibility.sizes()), "wrong shape");
   }
   if (v.tracks.numel() > 0 && !torch::isfinite(v.tracks).all().item<bool>()) {
     const int64_t bad = (~torch::isfinite(v.tracks)).sum().item<int64_t>();

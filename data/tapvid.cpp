@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "common/error.h"
+#include "common/shape_string.h"
 #include "data/pickle.h"
 #include "t4g/build_config.h"
 
@@ -29,12 +30,6 @@ ErrorContext ctx_of(const std::string& file, const std::string& key, const std::
   return ctx;
 }
 
-std::string shape_string(const torch::Tensor& t) {
-  std::ostringstream os;
-  os << t.sizes();
-  return os.str();
-}
-
 TapVidVideo parse_video(const ValuePtr& v, const std::string& file, const std::string& key) {
   T4G_CHECK_CTX(v->kind == Value::Kind::kDict, ctx_of(file, key, "dict", v->describe()), "TAP-Vid video is not a dict");
   auto field = [&](const char* name) {
@@ -52,7 +47,7 @@ TapVidVideo parse_video(const ValuePtr& v, const std::string& file, const std::s
   } else {
     out.frames = video->to_tensor();
     T4G_CHECK_CTX(out.frames.scalar_type() == torch::kUInt8 && out.frames.dim() == 4 && out.frames.size(3) == 3,
-                  ctx_of(file, key + "/video", "uint8 [T,H,W,3]", video->typestr() + " " + shape_string(out.frames)),
+                  ctx_of(file, key + "/video", "uint8 [T,H,W,3]", video->typestr() + " " + shape_string(out.frames.sizes())),
                   "wrong frames");
   }
   T4G_CHECK_CTX(points->kind == 'f', ctx_of(file, key + "/points", "float", points->typestr()), "wrong dtype");
@@ -61,9 +56,9 @@ TapVidVideo parse_video(const ValuePtr& v, const std::string& file, const std::s
   out.occluded = occluded->to_tensor();
   const int64_t T = out.num_frames();
   T4G_CHECK_CTX(out.points.dim() == 3 && out.points.size(1) == T && out.points.size(2) == 2,
-                ctx_of(file, key + "/points", str("[N,", T, ",2]"), shape_string(out.points)), "wrong shape");
+                ctx_of(file, key + "/points", str("[N,", T, ",2]"), shape_string(out.points.sizes())), "wrong shape");
   T4G_CHECK_CTX(out.occluded.dim() == 2 && out.occluded.size(0) == out.points.size(0) && out.occluded.size(1) == T,
-                ctx_of(file, key + "/occluded", str("[", out.points.size(0), ",", T, "]"), shape_string(out.occluded)),
+                ctx_of(file, key + "/occluded", str("[", out.points.size(0), ",", T, "]"), shape_string(out.occluded.sizes())),
                 "wrong shape");
   T4G_CHECK_CTX(out.points.numel() == 0 || torch::isfinite(out.points).all().item<bool>(), ctx_of(file, key + "/points"),
                 "NaN or infinite coordinates");

@@ -7,17 +7,12 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "common/shape_string.h"
 #include "common/log.h"
 #include "models/diffusers_layout.h"
 
 namespace t4g {
 namespace {
-
-std::string shape_string(c10::IntArrayRef shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
-  return out + "]";
-}
 
 [[noreturn]] void bad_tensor(const std::string& tensor, const std::string& message, const std::string& expected,
                              const std::string& got) {

@@ -3,6 +3,7 @@
 // a half-loaded model behind, and it reports all problems in one error instead of the first one.
 #include "models/diffusers_layout.h"
 #include "common/fs.h"
+#include "common/shape_string.h"
 
 #include <algorithm>
 #include <map>
@@ -42,12 +43,6 @@ std::string class_from_config(const std::string& config_path, std::string* libra
     return (*arch)[0].get<std::string>();
   }
   return "";
-}
-
-std::string shape_string(c10::IntArrayRef shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) out += (i ? "," : "") + std::to_string(shape[i]);
-  return out + "]";
 }
 
 // Float, complex, integer or bool: a checkpoint tensor converts into a parameter of the same kind.
@@ -212,8 +207,8 @@ ModuleLoadReport load_module_weights(torch::nn::Module& module, const Safetensor
     const TensorInfo& info = checkpoint.info(options.checkpoint_prefix + key);
     const torch::ScalarType source_type = dtype_from_safetensors(info.dtype);
     if (c10::IntArrayRef(info.shape) != target.sizes() || dtype_kind(source_type) != dtype_kind(target.scalar_type())) {
-      report.mismatched.push_back(key + ": module " + shape_string(target.sizes()) + " " +
-                                  dtype_name(target.scalar_type()) + ", checkpoint " + shape_string(info.shape) +
+      report.mismatched.push_back(key + ": module " + shape_string(target.sizes(), ",") + " " +
+                                  dtype_name(target.scalar_type()) + ", checkpoint " + shape_string(info.shape, ",") +
                                   " " + info.dtype);
       continue;
     }

@@ -3,6 +3,7 @@
 // multi-gigabyte pipeline is listed in milliseconds.
 #include "models/weights_summary.h"
 #include "common/fs.h"
+#include "common/shape_string.h"
 
 #include <nlohmann/json.hpp>
 
@@ -13,12 +14,6 @@
 
 namespace t4g {
 namespace {
-
-std::string shape_string(const std::vector<int64_t>& shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
-  return out + "]";
-}
 
 std::string top_level(const std::string& name) {
   const auto dot = name.find('.');

@@ -4,17 +4,12 @@
 #include <memory>
 
 #include "common/log.h"
+#include "common/shape_string.h"
 #include "models/vae_files.h"
 #include "tools/commands.h"
 
 namespace t4g::tools {
 namespace {
-
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
-  return out + "]";
-}
 
 void add_mode(CLI::App* parent, const char* name, const char* help, VaeFileMode mode) {
   auto options = std::make_shared<VaeFileOptions>();
@@ -39,7 +34,7 @@ void add_mode(CLI::App* parent, const char* name, const char* help, VaeFileMode 
     options->dtype = parse_compute_dtype(*dtype);
     const VaeFileReport r = run_vae_file(*options);
     T4G_INFO("vae ", options->mode == VaeFileMode::kEncode ? "encode" : "decode", ": ", r.input_tensor, " ",
-             shape_text(r.input_shape), " -> ", shape_text(r.output_shape), " in ", r.seconds, " s, written to ",
+             shape_string(r.input_shape), " -> ", shape_string(r.output_shape), " in ", r.seconds, " s, written to ",
              options->output);
   });
 }
