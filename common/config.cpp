@@ -53,6 +53,10 @@ void visit_fields(V& v, TinyModelConfig& c) {
   v.field("time_embed_dim", c.time_embed_dim, "timestep embedding width", between(2, 4096));
   v.field("use_rotary_positional_embeddings", c.use_rotary_positional_embeddings,
           "3D RoPE (the 5B form) instead of sincos positional embeddings (the 2B form)");
+  v.field("text_tokens", c.text_tokens, "text sequence length (226 in the real models); the tiny model's prompts are empty",
+          between(1, 512));
+  v.field("vae_channels", c.vae_channels, "channels of the tiny VAE's first block (blocks c, c, 2c, 2c; a multiple of 4)",
+          between(4, 512));
 }
 
 template <typename V>
@@ -440,6 +444,11 @@ void validate(const Config& c, const std::string& source) {
     // 3D RoPE splits each head into time:height:width = 2:3:3 eighths (cogvideox.md 2.6).
     fail("model.tiny.attention_head_dim", "3D RoPE needs a head dim divisible by 8", "a multiple of 8",
          std::to_string(t.attention_head_dim));
+  }
+  if (t.vae_channels % 4 != 0) {
+    // The tiny VAE uses GroupNorm with 4 groups.
+    fail("model.tiny.vae_channels", "must be divisible by the tiny VAE's 4 norm groups", "a multiple of 4",
+         std::to_string(t.vae_channels));
   }
 }
 

@@ -31,6 +31,8 @@ struct TinyModelConfig {
   int64_t in_channels = 4;           // latent channels
   int64_t time_embed_dim = 32;       // timestep embedding width
   bool use_rotary_positional_embeddings = false;  // 5B form (3D RoPE) instead of 2B (sincos)
+  int64_t text_tokens = 16;          // text sequence length (the real models use 226)
+  int64_t vae_channels = 8;          // width of the tiny VAE's first block (blocks: c, c, 2c, 2c)
 };
 
 // `model`: which transformer, in what precision, where.
