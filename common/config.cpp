@@ -1,5 +1,6 @@
 #include "common/config.h"
 
+#include <algorithm>
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
@@ -28,6 +29,14 @@ using Choices = std::vector<std::pair<const char*, E>>;
 const Choices<DType> kDTypes = {{"fp32", DType::kFloat32}, {"bf16", DType::kBFloat16}};
 const Choices<DeviceKind> kDevices = {{"cpu", DeviceKind::kCpu}, {"cuda", DeviceKind::kCuda},
                                       {"auto", DeviceKind::kAuto}};
+const Choices<std::string> kLatentModes = {{"auto", "auto"}, {"never", "never"}, {"require", "require"}};
+const Choices<std::string> kLrSchedules = {{"constant", "constant"}, {"cosine", "cosine"}, {"linear", "linear"}};
+const Choices<std::string> kTrainables = {
+    {"refiner", "refiner"}, {"full", "full"}, {"blocks", "blocks"}, {"lora", "lora"}};
+const Choices<std::string> kCommBackends = {{"auto", "auto"}, {"store", "store"}, {"nccl", "nccl"}};
+const Choices<std::string> kCorrLosses = {{"huber", "huber"}, {"l1", "l1"}, {"l2", "l2"}};
+const Choices<std::string> kQueryFrames = {{"first", "first"}, {"random", "random"}};
+const Choices<std::string> kRefinerConvs = {{"2d", "2d"}, {"3d", "3d"}};
 const Choices<std::string> kLogLevels = {
     {"debug", "debug"}, {"info", "info"}, {"warn", "warn"}, {"error", "error"}};
 
@@ -83,7 +92,81 @@ void visit_fields(V& v, DataConfig& c) {
   v.field("width", c.width, "frame width in pixels, a multiple of 16", between(16, 8192));
   v.field("batch_size", c.batch_size, "clips per step per rank", between(1, 4096));
   v.field("loader_threads", c.loader_threads, "data loader prefetch threads", between(0, 256));
+  v.field("tracks_per_clip", c.tracks_per_clip, "trajectories sampled per clip among the visible ones (0 = all)",
+          between(0, 1000000));
+  v.choice("latents", c.latents, kLatentModes, "use the shards' precomputed VAE latents: auto | never | require");
+  v.field("flip_probability", c.flip_probability, "horizontal flip augmentation; tracks move with the pixels",
+          between(0, 1));
   v.section("synthetic", c.synthetic);
+}
+
+template <typename V>
+void visit_fields(V& v, TrainConfig& c) {
+  v.field("steps", c.steps, "optimizer steps of the run", between(1, 1e9));
+  v.field("lr", c.lr, "peak learning rate", between(0, 1));
+  v.choice("lr_schedule", c.lr_schedule, kLrSchedules, "decay after warmup (diffusers get_scheduler formulas)");
+  v.field("warmup_steps", c.warmup_steps, "linear warmup from 0 over this many steps", at_least(0));
+  v.field("min_lr_ratio", c.min_lr_ratio, "floor of the cosine/linear decay as a fraction of lr", between(0, 1));
+  v.field("weight_decay", c.weight_decay, "AdamW decoupled weight decay", between(0, 1));
+  v.field("beta1", c.beta1, "AdamW first-moment decay", between(0, 0.999999));
+  v.field("beta2", c.beta2, "AdamW second-moment decay", between(0, 0.999999));
+  v.field("eps", c.eps, "AdamW epsilon", between(0, 1));
+  v.field("grad_clip", c.grad_clip, "clip the global gradient norm to this (0 = off)", at_least(0));
+  v.field("grad_accumulation", c.grad_accumulation, "micro-batches per optimizer step", between(1, 4096));
+  v.field("ema_decay", c.ema_decay, "EMA of the trainable weights (0 = off), with diffusers' warmup ramp", between(0, 1));
+  v.field("max_nan_steps", c.max_nan_steps, "stop after this many consecutive non-finite steps (each is skipped)",
+          between(1, 1000000));
+  v.choice("trainable", c.trainable, kTrainables,
+           "what trains besides the refiner: refiner (nothing else) | full | blocks | lora");
+  v.field("trainable_blocks", c.trainable_blocks, "with trainable = blocks: the transformer blocks that train");
+  v.field("checkpoint_every", c.checkpoint_every, "steps between checkpoints; the last step always saves", at_least(1));
+  v.field("keep_checkpoints", c.keep_checkpoints, "newest checkpoints kept (0 = all)", at_least(0));
+  v.field("log_every", c.log_every, "steps between console lines and metric records", at_least(1));
+  v.field("tensorboard", c.tensorboard, "write TensorBoard event files under <out_dir>/tb");
+  v.choice("comm_backend", c.comm_backend, kCommBackends, "collectives: nccl on GPUs, store on CPU, auto picks");
+  v.field("bucket_mb", c.bucket_mb, "gradient all-reduce bucket size in MiB", between(1, 4096));
+  v.field("zero_stage", c.zero_stage, "0 replicated optimizer, 1 sharded optimizer state, 2 also sharded gradients",
+          between(0, 2));
+}
+
+template <typename V>
+void visit_fields(V& v, LossConfig& c) {
+  v.field("corr_weight", c.corr_weight, "lambda: total = diffusion + lambda * correspondence (0 = plain fine-tuning)",
+          at_least(0));
+  v.choice("corr_loss", c.corr_loss, kCorrLosses, "robust distance of the soft-argmax error, in feature cells");
+  v.field("huber_delta", c.huber_delta, "Huber delta in feature cells", between(1e-6, 1e6));
+  v.field("temperature", c.temperature, "softmax temperature over cosine similarities", between(1e-6, 100));
+  v.field("query_points", c.query_points, "query points per clip", between(1, 1000000));
+  v.choice("query_frame", c.query_frame, kQueryFrames, "latent frame queries come from: first | random visible");
+  v.field("target_frames", c.target_frames, "latent frames compared per query (0 = all others)", at_least(0));
+}
+
+template <typename V>
+void visit_fields(V& v, RefinerRecipe& c) {
+  v.field("enabled", c.enabled, "attach the refiner (false: no refiner and no correspondence loss)");
+  v.field("block", c.block, "0-based transformer block whose video tokens are refined (-1 = 17, or the last block of a smaller model)",
+          at_least(-1));
+  v.field("layers", c.layers, "convolution layers of the refiner", between(1, 64));
+  v.choice("conv", c.conv, kRefinerConvs, "2d per frame or 3d across frames");
+  v.field("kernel", c.kernel, "odd convolution kernel size", between(1, 15));
+}
+
+template <typename V>
+void visit_fields(V& v, LoraRecipe& c) {
+  v.field("rank", c.rank, "adapter rank r", between(1, 4096));
+  v.field("alpha", c.alpha, "adapter scale alpha / r", between(1e-6, 1e6));
+  v.field("dropout", c.dropout, "dropout on the adapter input", between(0, 1));
+  v.field("target_modules", c.target_modules, "module names (PEFT suffix match) that get adapters");
+}
+
+template <typename V>
+void visit_fields(V& v, EvalConfig& c) {
+  v.field("every", c.every, "steps between tracking evaluations (0 = only before and after training)", at_least(0));
+  v.field("data", c.data, "held-out shards folder or TAP-Vid pickle; empty = synthetic videos from another seed");
+  v.field("videos", c.videos, "held-out videos evaluated", between(1, 100000));
+  v.field("layer", c.layer, "query-key probe layer for zero-shot tracking (-1 = the refiner's block)", at_least(-1));
+  v.field("timestep_index", c.timestep_index, "index into the 50 inference timesteps (49 = t 19, DiffTrack's)",
+          between(0, 49));
 }
 
 template <typename V>
@@ -91,6 +174,11 @@ void visit_fields(V& v, Config& c) {
   v.section("run", c.run);
   v.section("model", c.model);
   v.section("data", c.data);
+  v.section("train", c.train);
+  v.section("loss", c.loss);
+  v.section("refiner", c.refiner);
+  v.section("lora", c.lora);
+  v.section("eval", c.eval);
 }
 
 // ---- Type names and conversions -------------------------------------------------------------
@@ -101,6 +189,8 @@ template <> const char* type_name<bool>() { return "a bool"; }
 template <> const char* type_name<int64_t>() { return "an integer"; }
 template <> [[maybe_unused]] const char* type_name<double>() { return "a number"; }
 template <> const char* type_name<std::string>() { return "a string"; }
+template <> const char* type_name<std::vector<int64_t>>() { return "a list of integers"; }
+template <> const char* type_name<std::vector<std::string>>() { return "a list of strings"; }
 
 template <typename T>
 std::string value_text(const T& v) {
@@ -110,6 +200,19 @@ std::string value_text(const T& v) {
 }
 template <> std::string value_text<bool>(const bool& v) { return v ? "true" : "false"; }
 template <> std::string value_text<std::string>(const std::string& v) { return v.empty() ? "\"\"" : v; }
+template <typename T>
+std::string list_text(const std::vector<T>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + value_text(v[i]);
+  return s + "]";
+}
+template <> std::string value_text<std::vector<int64_t>>(const std::vector<int64_t>& v) { return list_text(v); }
+template <> std::string value_text<std::vector<std::string>>(const std::vector<std::string>& v) { return list_text(v); }
+
+template <typename T>
+struct is_vector : std::false_type {};
+template <typename T>
+struct is_vector<std::vector<T>> : std::true_type {};
 
 // "integer" from "an integer": the type column of `t4g config doc`.
 template <typename T>
@@ -222,6 +325,23 @@ class Reader {
   template <typename T>
   void read_scalar(const char* name, const YAML::Node& n, T& out) {
     current_key_ = join(prefix_, name);
+    if constexpr (is_vector<T>::value) {
+      // A list of scalars, block or flow style ([13, 17]); a lone scalar is not a list.
+      if (!n.IsSequence()) fail(name, n, "wrong type", type_name<T>(), describe(n));
+      T list;
+      for (const YAML::Node& item : n) {
+        typename T::value_type v{};
+        if (!item.IsScalar()) fail(name, item, "wrong type", type_name<T>(), describe(item));
+        try {
+          v = item.as<typename T::value_type>();
+        } catch (const YAML::Exception&) {
+          fail(name, item, "wrong type", type_name<T>(), describe(item));
+        }
+        list.push_back(v);
+      }
+      out = list;
+      return;
+    }
     if (!n.IsScalar()) fail(name, n, "wrong type", type_name<T>(), describe(n));
     try {
       out = n.as<T>();
@@ -290,12 +410,31 @@ class KeyCollector {
 
 // ---- Emitter: struct -> YAML with the docs as comments ---------------------------------------
 
+// The shortest decimal text that reads back as exactly `v` (0.1, not 0.10000000000000001), kept
+// recognisable as a float by YAML readers ("1.0", not "1").
+std::string shortest(double v) {
+  char buf[40];
+  for (int precision = 6; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof(buf), "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  std::string s = buf;
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+  return s;
+}
+
 class Emitter {
  public:
   explicit Emitter(YAML::Emitter& out) : out_(out) {}
   template <typename T>
   void field(const char* name, T& ref, const char* doc, Range = {}) {
-    out_ << YAML::Key << name << YAML::Value << ref << YAML::Comment(doc);
+    out_ << YAML::Key << name << YAML::Value;
+    if constexpr (is_vector<T>::value) out_ << YAML::Flow;
+    if constexpr (std::is_same_v<T, double>) {
+      out_ << shortest(ref) << YAML::Comment(doc);
+    } else {
+      out_ << ref << YAML::Comment(doc);
+    }
   }
   template <typename T>
   void required(const char* name, T& ref, const char* doc) { field(name, ref, doc); }
@@ -355,6 +494,8 @@ class Documenter {
 };
 
 }  // namespace
+
+int64_t default_refiner_block(int64_t num_layers) { return std::min<int64_t>(17, num_layers - 1); }
 
 ConfigOverride parse_override(const std::string& text) {
   const auto eq = text.find('=');
@@ -445,6 +586,29 @@ void validate(const Config& c, const std::string& source) {
     fail("model.tiny.attention_head_dim", "3D RoPE needs a head dim divisible by 8", "a multiple of 8",
          std::to_string(t.attention_head_dim));
   }
+  const int64_t layers = c.model.path.empty() ? t.num_layers : -1;  // real models: checked when loaded
+  if (layers > 0 && c.refiner.enabled && c.refiner.block >= layers) {
+    fail("refiner.block", "is not a block of the tiny model", "0.." + std::to_string(layers - 1),
+         std::to_string(c.refiner.block));
+  }
+  if (layers > 0 && c.eval.layer >= layers) {
+    fail("eval.layer", "is not a block of the tiny model", "-1.." + std::to_string(layers - 1), std::to_string(c.eval.layer));
+  }
+  if (c.refiner.kernel % 2 == 0) fail("refiner.kernel", "must be odd (same padding)", "1, 3, 5, ...", std::to_string(c.refiner.kernel));
+  if (c.train.trainable == "blocks" && c.train.trainable_blocks.empty()) {
+    fail("train.trainable_blocks", "is empty but train.trainable is blocks", "at least one block index", "[]");
+  }
+  for (int64_t b : c.train.trainable_blocks) {
+    if (b < 0 || (layers > 0 && b >= layers)) {
+      fail("train.trainable_blocks", "lists a block the model does not have", layers > 0 ? "0.." + std::to_string(layers - 1) : ">= 0",
+           std::to_string(b));
+    }
+  }
+  if (c.train.trainable == "refiner" && !c.refiner.enabled) {
+    fail("train.trainable", "is refiner but the refiner is disabled: nothing would train", "full | blocks | lora",
+         "refiner");
+  }
+  if (c.lora.target_modules.empty()) fail("lora.target_modules", "must not be empty", "module names", "[]");
   if (t.vae_channels % 4 != 0) {
     // The tiny VAE uses GroupNorm with 4 groups.
     fail("model.tiny.vae_channels", "must be divisible by the tiny VAE's 4 norm groups", "a multiple of 4",

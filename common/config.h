@@ -59,7 +59,73 @@ struct DataConfig {
   int64_t width = 96;        // frame width in pixels (multiple of 16)
   int64_t batch_size = 1;    // clips per step per rank
   int64_t loader_threads = 2;  // prefetch threads
+  int64_t tracks_per_clip = 256;  // trajectories sampled per clip among the visible ones (0 = all)
+  std::string latents = "auto";   // auto | never | require: use precomputed VAE latents from the shards
+  double flip_probability = 0.0;  // horizontal flip augmentation (tracks move with the pixels)
   SyntheticDataConfig synthetic;
+};
+
+// `train`: the optimisation.
+struct TrainConfig {
+  int64_t steps = 1000;              // optimizer steps of the run
+  double lr = 1e-4;                  // peak learning rate
+  std::string lr_schedule = "constant";  // constant | cosine | linear (after warmup)
+  int64_t warmup_steps = 0;          // linear warmup from 0
+  double min_lr_ratio = 0.0;         // floor of the decay, fraction of lr
+  double weight_decay = 1e-4;        // AdamW decoupled weight decay
+  double beta1 = 0.9;                // AdamW first-moment decay
+  double beta2 = 0.95;               // AdamW second-moment decay
+  double eps = 1e-8;                 // AdamW epsilon
+  double grad_clip = 1.0;            // clip the global gradient norm to this (0 = off)
+  int64_t grad_accumulation = 1;     // micro-batches per optimizer step
+  double ema_decay = 0.0;            // EMA of trainable weights (0 = off)
+  int64_t max_nan_steps = 5;         // stop after this many consecutive non-finite steps
+  std::string trainable = "refiner";  // refiner | full | blocks | lora: what trains besides the refiner
+  std::vector<int64_t> trainable_blocks;  // with trainable=blocks: these transformer blocks
+  int64_t checkpoint_every = 100;    // steps between checkpoints (the last step always saves)
+  int64_t keep_checkpoints = 3;      // newest checkpoints kept (0 = all)
+  int64_t log_every = 1;             // steps between console/metric records
+  bool tensorboard = true;           // write TensorBoard event files
+  std::string comm_backend = "auto";  // auto | store | nccl
+  int64_t bucket_mb = 25;            // gradient all-reduce bucket size in MiB
+  int64_t zero_stage = 0;            // 0: replicated optimizer; 1: sharded optimizer state; 2: + sharded gradients
+};
+
+// `loss`: diffusion + lambda * correspondence.
+struct LossConfig {
+  double corr_weight = 8.0;          // lambda of the correspondence loss (0 = plain fine-tuning)
+  std::string corr_loss = "huber";   // huber | l1 | l2 on the soft-argmax error in feature cells
+  double huber_delta = 1.0;          // Huber delta in feature cells
+  double temperature = 0.05;         // softmax temperature over cosine similarities
+  int64_t query_points = 256;        // query points per clip
+  std::string query_frame = "first";  // first | random: latent frame the queries come from
+  int64_t target_frames = 0;         // latent frames compared per query (0 = all others)
+};
+
+// `refiner`: the Track4Gen refiner on one block's output (models/refiner.h).
+struct RefinerRecipe {
+  bool enabled = true;               // false: no refiner, no correspondence loss
+  int64_t block = -1;                // 0-based block whose video tokens are refined; -1 = default_refiner_block
+  int64_t layers = 8;                // convolution layers
+  std::string conv = "2d";           // 2d (per frame) | 3d (across frames)
+  int64_t kernel = 3;                // odd kernel size
+};
+
+// `lora`: adapters when train.trainable = lora (models/lora.h, PEFT naming).
+struct LoraRecipe {
+  int64_t rank = 64;                 // adapter rank r
+  double alpha = 64.0;               // scale alpha / r
+  double dropout = 0.0;              // dropout on the adapter input
+  std::vector<std::string> target_modules = {"to_q", "to_k", "to_v", "to_out.0"};  // PEFT suffix match
+};
+
+// `eval`: tracking evaluation on held-out videos during training.
+struct EvalConfig {
+  int64_t every = 0;                 // steps between evaluations (0 = only before and after training)
+  std::string data;                  // held-out shards folder or TAP-Vid pickle; empty = synthetic
+  int64_t videos = 2;                // held-out videos evaluated (synthetic: generated with another seed)
+  int64_t layer = -1;                // query-key probe layer (-1 = the refiner's block)
+  int64_t timestep_index = 49;       // index into the 50 inference timesteps (49 = t 19)
 };
 
 // The whole recipe.
@@ -67,7 +133,16 @@ struct Config {
   RunConfig run;
   ModelConfig model;
   DataConfig data;
+  TrainConfig train;
+  LossConfig loss;
+  RefinerRecipe refiner;
+  LoraRecipe lora;
+  EvalConfig eval;
 };
+
+// The block a refiner.block of -1 means: 17 (the layer DiffTrack and Track4Gen use on CogVideoX 2B
+// and 5B), or the last block of a model with fewer than 18.
+int64_t default_refiner_block(int64_t num_layers);
 
 // One `--set key.path=value` override.
 struct ConfigOverride {

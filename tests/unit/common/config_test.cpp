@@ -136,3 +136,38 @@ TEST(Config, DocsConfigMdIsCurrent) {
 
 }  // namespace
 }  // namespace t4g
+
+namespace t4g {
+namespace {
+
+TEST(Config, ListsParseInBlockAndFlowStyle) {
+  const Config c = parse_config(std::string(kMinimal) +
+                                    "train:\n  trainable: blocks\n  trainable_blocks:\n    - 0\n    - 1\n"
+                                    "lora:\n  target_modules: [to_q, ff.net.2]\n",
+                                "recipe.yaml");
+  EXPECT_EQ(c.train.trainable_blocks, (std::vector<int64_t>{0, 1}));
+  EXPECT_EQ(c.lora.target_modules, (std::vector<std::string>{"to_q", "ff.net.2"}));
+  // Shown and read back unchanged.
+  EXPECT_EQ(parse_config(to_yaml(c), "shown.yaml").lora.target_modules, c.lora.target_modules);
+  EXPECT_NE(parse_error(std::string(kMinimal) + "train:\n  trainable_blocks: 3\n").find("expected a list of integers"),
+            std::string::npos);
+  EXPECT_NE(parse_error(std::string(kMinimal) + "train:\n  trainable_blocks: [x]\n").find("train.trainable_blocks"),
+            std::string::npos);
+}
+
+TEST(Config, TrainingCrossFieldRules) {
+  EXPECT_NE(parse_error(std::string(kMinimal) + "refiner:\n  block: 5\n").find("refiner.block"), std::string::npos);
+  EXPECT_NE(parse_error(std::string(kMinimal) + "train:\n  trainable: blocks\n").find("train.trainable_blocks"),
+            std::string::npos);
+  EXPECT_NE(parse_error(std::string(kMinimal) + "train:\n  trainable: blocks\n  trainable_blocks: [9]\n")
+                .find("lists a block the model does not have"),
+            std::string::npos);
+  EXPECT_NE(parse_error(std::string(kMinimal) + "refiner:\n  enabled: false\n").find("nothing would train"),
+            std::string::npos);
+  EXPECT_NE(parse_error(std::string(kMinimal) + "refiner:\n  kernel: 4\n").find("must be odd"), std::string::npos);
+  EXPECT_EQ(default_refiner_block(30), 17);
+  EXPECT_EQ(default_refiner_block(2), 1);
+}
+
+}  // namespace
+}  // namespace t4g
