@@ -52,7 +52,7 @@ RobustLoss loss_kind(const std::string& name) {
 // float64 against the float64 reference: 1e-10 on the loss and the gradient, 1e-9 px on positions.
 TEST(CorrespondenceLoss, MatchesTheIndependentReferenceInFloat64) {
   Fixture f = load_fixture();
-  for (const std::string name : {"huber", "l1", "l2"}) {
+  for (const std::string& name : {"huber", "l1", "l2"}) {
     f.options.loss = loss_kind(name);
     const auto features = f.t.at("features").clone().requires_grad_(true);
     const auto result = correspondence_loss(features, f.queries, f.options);
