@@ -9,8 +9,8 @@
 #include <algorithm>
 
 #include "common/error.h"
-#include "common/shape_string.h"
 #include "common/pixel_grid.h"
+#include "common/shape_string.h"
 
 namespace t4g {
 namespace F = torch::nn::functional;
@@ -74,7 +74,7 @@ CorrespondenceQueries sample_correspondence_queries(const torch::Tensor& tracks,
     ErrorContext ctx;
     ctx.tensor = "tracks";
     ctx.expected = t4g::str("at least ", last + 1, " frames (", latent_frames, " latent frames, temporal compression ",
-                       options.temporal_compression, ")");
+                            options.temporal_compression, ")");
     ctx.got = t4g::str(pixel_frames, " frames");
     T4G_CHECK_CTX(last < pixel_frames, ctx, "correspondence loss: the trajectories are shorter than the latents");
   }
@@ -174,7 +174,7 @@ CorrespondenceResult correspondence_loss(const torch::Tensor& features, const Co
                                       F::GridSampleFuncOptions()
                                           .mode(torch::kBilinear)
                                           .padding_mode(torch::kBorder)
-                                          .align_corners(false));  // [B*F, C, Q, 1]
+                                          .align_corners(false));           // [B*F, C, Q, 1]
   const auto per_frame = sampled.view({b, f, c, q}).permute({0, 3, 1, 2});  // [B, Q, F, C]
   const auto frame = queries.query_frame.to(device).view({b, q, 1, 1}).expand({b, q, 1, c});
   const auto query = F::normalize(per_frame.gather(2, frame).squeeze(2), F::NormalizeFuncOptions().dim(-1));
@@ -185,7 +185,7 @@ CorrespondenceResult correspondence_loss(const torch::Tensor& features, const Co
   const auto xs = (torch::arange(w, opts) + 0.5) * stride;
   const auto ys = (torch::arange(h, opts) + 0.5) * stride;
   const auto centres = torch::stack({xs.repeat({h}), ys.repeat_interleave(w)}, -1);  // [h*w, 2], row-major
-  const auto predicted = torch::matmul(probs, centres).permute({0, 2, 1, 3});       // [B, Q, F, 2]
+  const auto predicted = torch::matmul(probs, centres).permute({0, 2, 1, 3});        // [B, Q, F, 2]
 
   const auto valid_cpu = queries.valid.to(torch::kCPU);
   const int64_t valid_pairs = valid_cpu.sum().item<int64_t>();
@@ -204,8 +204,9 @@ CorrespondenceResult correspondence_loss(const torch::Tensor& features, const Co
     result.mean_pixel_error = torch::where(valid, distance, torch::zeros_like(distance)).sum() / denominator;
   }
   result.valid_pairs = valid_pairs;
-  result.fraction_valid =
-      queries.candidate_pairs > 0 ? static_cast<double>(valid_pairs) / static_cast<double>(queries.candidate_pairs) : 0.0;
+  result.fraction_valid = queries.candidate_pairs > 0
+                              ? static_cast<double>(valid_pairs) / static_cast<double>(queries.candidate_pairs)
+                              : 0.0;
   return result;
 }
 

@@ -30,15 +30,15 @@ enum class RobustLoss { kHuber, kL1, kL2 };
 // Options of the correspondence loss. The constants are not from the paper (methods.md 2.2 lists
 // them as unverified): they are this implementation's defaults.
 struct CorrespondenceLossOptions {
-  int64_t num_query_points = 256;                       // query points drawn per clip (all eligible when fewer)
-  QueryFrameRule query_frame = QueryFrameRule::kFirst;  // where queries come from
+  int64_t num_query_points = 256;                               // query points drawn per clip (all eligible when fewer)
+  QueryFrameRule query_frame = QueryFrameRule::kFirst;          // where queries come from
   TargetFrameRule target_frames = TargetFrameRule::kAllOthers;  // what they are compared against
-  int64_t num_target_frames = 4;                        // K of kRandomSubset
-  double temperature = 0.05;                            // softmax(cosine / temperature)
-  RobustLoss loss = RobustLoss::kHuber;                 // robust distance
-  double huber_delta = 1.0;                             // Huber's delta, in feature cells (see below)
-  int64_t stride = 16;                                  // pixels per feature cell (VAE 8 x patch 2)
-  int64_t temporal_compression = 4;                     // video frames per latent frame (1 = one by one)
+  int64_t num_target_frames = 4;                                // K of kRandomSubset
+  double temperature = 0.05;                                    // softmax(cosine / temperature)
+  RobustLoss loss = RobustLoss::kHuber;                         // robust distance
+  double huber_delta = 1.0;                                     // Huber's delta, in feature cells (see below)
+  int64_t stride = 16;                                          // pixels per feature cell (VAE 8 x patch 2)
+  int64_t temporal_compression = 4;                             // video frames per latent frame (1 = one by one)
 
   // Throws t4g::Error naming the option when a value is out of range.
   void validate() const;
@@ -48,12 +48,12 @@ struct CorrespondenceLossOptions {
 // of common/pixel_grid.h) and ready for the loss. Q = min(num_query_points, N); a clip with fewer
 // eligible tracks is padded with point_index -1 and no valid pair.
 struct CorrespondenceQueries {
-  torch::Tensor point_index;  // int64 [B, Q], index into the tracks' N; -1 = padding
-  torch::Tensor query_frame;  // int64 [B, Q], latent frame of the query (0 for padding)
-  torch::Tensor query_xy;     // float32 [B, Q, 2], raster pixels (0 for padding)
-  torch::Tensor target_xy;    // float32 [B, Q, F, 2], ground truth at each latent frame's video frame
-                              // (0 where the pair is not valid)
-  torch::Tensor valid;        // bool [B, Q, F]: target frame chosen and visible, query visible, real track
+  torch::Tensor point_index;    // int64 [B, Q], index into the tracks' N; -1 = padding
+  torch::Tensor query_frame;    // int64 [B, Q], latent frame of the query (0 for padding)
+  torch::Tensor query_xy;       // float32 [B, Q, 2], raster pixels (0 for padding)
+  torch::Tensor target_xy;      // float32 [B, Q, F, 2], ground truth at each latent frame's video frame
+                                // (0 where the pair is not valid)
+  torch::Tensor valid;          // bool [B, Q, F]: target frame chosen and visible, query visible, real track
   int64_t candidate_pairs = 0;  // (query, target frame) pairs of the real queries, valid or not
 };
 

@@ -115,7 +115,8 @@ LoraConfig lora_config_from_json(const Json& json, const std::string& source) {
   config.target_modules = json.at("target_modules").get<std::vector<std::string>>();
   if (json_get_or<bool>(json, "use_dora", false, source)) fail("use_dora", "DoRA adapters are not supported");
   if (json_get_or<bool>(json, "use_rslora", false, source)) fail("use_rslora", "rsLoRA scaling is not supported");
-  if (json_get_or<bool>(json, "fan_in_fan_out", false, source)) fail("fan_in_fan_out", "fan_in_fan_out is not supported");
+  if (json_get_or<bool>(json, "fan_in_fan_out", false, source))
+    fail("fan_in_fan_out", "fan_in_fan_out is not supported");
   if (json_get_or<std::string>(json, "bias", "none", source) != "none") fail("bias", "LoRA biases are not supported");
   for (const char* key : {"rank_pattern", "alpha_pattern"}) {
     if (json.contains(key) && !json.at(key).is_null() && !json.at(key).empty()) {
@@ -178,7 +179,8 @@ std::map<std::string, torch::Tensor> strip_prefix(const SafetensorsFile& file, c
   return out;
 }
 
-LoraConfig config_from_diffusers_file(const SafetensorsFile& file, const std::map<std::string, torch::Tensor>& tensors) {
+LoraConfig config_from_diffusers_file(const SafetensorsFile& file,
+                                      const std::map<std::string, torch::Tensor>& tensors) {
   const auto meta = file.metadata().find(kDiffusersMetadataKey);
   if (meta != file.metadata().end()) {
     const Json packed = parse_json(meta->second, file.path() + " " + kDiffusersMetadataKey);
@@ -303,8 +305,8 @@ int64_t merge_lora(torch::nn::Module& module) {
     if (!adapter) continue;
     const auto delta = torch::matmul(adapter.up->weight.to(torch::kFloat32), adapter.down->weight.to(torch::kFloat32)) *
                        adapter.down->scale;
-    linear->weight.copy_((linear->weight.to(torch::kFloat32) + delta.to(linear->weight.device()))
-                             .to(linear->weight.scalar_type()));
+    linear->weight.copy_(
+        (linear->weight.to(torch::kFloat32) + delta.to(linear->weight.device())).to(linear->weight.scalar_type()));
     linear->unregister_module("lora_A");
     linear->unregister_module("lora_B");
     ++merged;
@@ -331,7 +333,8 @@ void save_lora_diffusers(const std::string& folder, torch::nn::Module& module, c
   for (const auto& [name, p] : adapter_parameters(module)) tensors[kDiffusersPrefix + name] = p.detach();
   T4G_CHECK(!tensors.empty(), "the model has no LoRA adapters to save");
   Json packed = Json::object();
-  const Json fields = lora_config_json(config, /*inference_mode=*/false);  // a named object: items() does not own what it iterates
+  const Json fields =
+      lora_config_json(config, /*inference_mode=*/false);  // a named object: items() does not own what it iterates
   for (const auto& [key, value] : fields.items()) packed[kDiffusersPrefix + key] = value;
   make_dirs(folder);
   // diffusers: json.dumps(metadata, indent=2, sort_keys=True); nlohmann keeps keys sorted.

@@ -16,9 +16,9 @@ namespace t4g {
 
 // Adapter shape and placement. Defaults are the (diffusers' CogVideoX LoRA script targets).
 struct LoraConfig {
-  int64_t rank = 64;    // r
-  double alpha = 64.0;  // lora_alpha; the adapter's output is scaled by alpha / rank
-  double dropout = 0.0; // dropout on the adapter's input, in training mode only
+  int64_t rank = 64;     // r
+  double alpha = 64.0;   // lora_alpha; the adapter's output is scaled by alpha / rank
+  double dropout = 0.0;  // dropout on the adapter's input, in training mode only
   std::vector<std::string> target_modules = {"to_q", "to_k", "to_v", "to_out.0"};  // PEFT name matching
 
   double scale() const { return alpha / static_cast<double>(rank); }

@@ -4,9 +4,9 @@
 #include "models/refiner.h"
 
 #include "common/error.h"
-#include "common/shape_string.h"
 #include "common/json.h"
 #include "common/safetensors.h"
+#include "common/shape_string.h"
 #include "models/diffusers_layout.h"
 
 namespace t4g {

@@ -155,8 +155,8 @@ ShiftedClip shifted_clip(bool independent_frames = false) {
 TEST(CorrespondenceLoss, ShiftedFramesGiveLowLossAndSoftArgmaxOnTheTruth) {
   const ShiftedClip clip = shifted_clip();
   CorrespondenceLossOptions options;  // temperature 0.05, Huber delta 1 cell, first-frame queries
-  const auto result =
-      correspondence_loss(clip.features, clip.tracks, clip.visibility, clip.track_mask, options, make_generator(1, {0}));
+  const auto result = correspondence_loss(clip.features, clip.tracks, clip.visibility, clip.track_mask, options,
+                                          make_generator(1, {0}));
   EXPECT_EQ(result.valid_pairs, 48 * 2);
   EXPECT_DOUBLE_EQ(result.fraction_valid, 1.0);
   // Soft-argmax within half a pixel of the truth on average; loss under 1e-3 (cells^2).
@@ -185,7 +185,8 @@ TEST(CorrespondenceLoss, InvisiblePointsContributeNothing) {
       correspondence_loss(features, clip.tracks, visibility, clip.track_mask, options, make_generator(2, {0}));
   auto tracks = clip.tracks.clone();
   tracks[0][5][8] = torch::tensor({-500.f, 9000.f});
-  const auto moved = correspondence_loss(features, tracks, visibility, clip.track_mask, options, make_generator(2, {0}));
+  const auto moved =
+      correspondence_loss(features, tracks, visibility, clip.track_mask, options, make_generator(2, {0}));
   EXPECT_EQ(hidden.valid_pairs, reference.valid_pairs - 1);
   EXPECT_EQ(moved.loss.item<double>(), hidden.loss.item<double>());  // bit-equal: the pair is not read
   EXPECT_NE(hidden.loss.item<double>(), reference.loss.item<double>());
@@ -209,8 +210,8 @@ TEST(CorrespondenceLoss, NothingValidIsZeroWithADefinedGradient) {
   const ShiftedClip clip = shifted_clip();
   const auto features = clip.features.clone().requires_grad_(true);
   const auto none = torch::zeros_like(clip.visibility);
-  const auto result =
-      correspondence_loss(features, clip.tracks, none, clip.track_mask, CorrespondenceLossOptions{}, make_generator(1, {0}));
+  const auto result = correspondence_loss(features, clip.tracks, none, clip.track_mask, CorrespondenceLossOptions{},
+                                          make_generator(1, {0}));
   EXPECT_EQ(result.loss.item<double>(), 0.0);
   EXPECT_EQ(result.valid_pairs, 0);
   EXPECT_EQ(result.fraction_valid, 0.0);
@@ -237,9 +238,11 @@ TEST(CorrespondenceLoss, SamplingRules) {
   EXPECT_EQ(q.candidate_pairs, 10 * (f - 1));
   EXPECT_TRUE(torch::equal(q.valid.select(2, 0), torch::zeros({1, 10}, torch::kBool)));
   // Seeded: the same generator seed gives the same queries, another seed other ones.
-  auto again = sample_correspondence_queries(clip.tracks, visibility, clip.track_mask, f, options, make_generator(4, {0}));
+  auto again =
+      sample_correspondence_queries(clip.tracks, visibility, clip.track_mask, f, options, make_generator(4, {0}));
   EXPECT_TRUE(torch::equal(again.point_index, q.point_index));
-  auto other = sample_correspondence_queries(clip.tracks, visibility, clip.track_mask, f, options, make_generator(5, {0}));
+  auto other =
+      sample_correspondence_queries(clip.tracks, visibility, clip.track_mask, f, options, make_generator(5, {0}));
   EXPECT_FALSE(torch::equal(other.point_index, q.point_index));
 
   // Random visible query frames: never a frame where the point is hidden; query_xy is the track there.
