@@ -39,11 +39,12 @@ std::string train_mode_name(TrainMode mode) {
 }
 
 TrainMode parse_train_mode(const std::string& name) {
+  if (name == "refiner") return TrainMode::kNone;  // only the refiner trains
   for (const TrainMode mode : {TrainMode::kFull, TrainMode::kBlocks, TrainMode::kLora, TrainMode::kNone}) {
     if (train_mode_name(mode) == name) return mode;
   }
   ErrorContext ctx;
-  ctx.expected = "full, blocks, lora or none";
+  ctx.expected = "full, blocks, lora, none or refiner";
   ctx.got = name;
   throw Error("unknown train mode", ctx);
 }

@@ -21,7 +21,8 @@ enum class TrainMode {
   kNone,    // nothing: only the refiner trains
 };
 
-// "full" / "blocks" / "lora" / "none" <-> TrainMode; parse throws t4g::Error for anything else.
+// "full" / "blocks" / "lora" / "none" <-> TrainMode; parse also takes "refiner" (the recipe's
+// train.trainable spelling of kNone) and throws t4g::Error for anything else.
 std::string train_mode_name(TrainMode mode);
 TrainMode parse_train_mode(const std::string& name);
 

@@ -105,6 +105,8 @@ TEST(SetTrainable, Errors) {
   message = testing::error_of([&] { set_trainable(*model, {TrainMode::kBlocks, {}}); });
   EXPECT_NE(message.find("at least one block"), std::string::npos) << message;
   EXPECT_EQ(parse_train_mode("blocks"), TrainMode::kBlocks);
+  EXPECT_EQ(parse_train_mode("refiner"), TrainMode::kNone);
+  EXPECT_EQ(parse_train_mode(train_mode_name(TrainMode::kNone)), TrainMode::kNone);
   EXPECT_NE(testing::error_of([] { parse_train_mode("most"); }).find("most"), std::string::npos);
 }
 
