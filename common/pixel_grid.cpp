@@ -43,4 +43,10 @@ void sample_nearest(const float* field, int64_t height, int64_t width, int64_t c
   std::copy(p, p + channels, out);
 }
 
+int64_t latent_frame_to_pixel_frame(int64_t k, int64_t temporal_compression) {
+  T4G_CHECK(k >= 0, "latent frame index must be >= 0, got ", k);
+  T4G_CHECK(temporal_compression >= 1, "temporal compression must be >= 1, got ", temporal_compression);
+  return k * temporal_compression;
+}
+
 }  // namespace t4g

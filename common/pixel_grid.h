@@ -34,4 +34,12 @@ void sample_bilinear(const float* field, int64_t height, int64_t width, int64_t 
 // The value of the pixel containing raster point (x, y) (nearest pixel centre, clamped).
 void sample_nearest(const float* field, int64_t height, int64_t width, int64_t channels, double x, double y, float* out);
 
+// The one rule for which video frame stands for latent frame `k` (ARCHITECTURE.md, "Latent grid").
+// CogVideoX's causal VAE encodes frame 0 alone into latent 0 and frames 4k-3..4k into latent k;
+// the representative is the LAST frame of the group, 4k, because it is the only frame of the group
+// whose content the causal encoder has fully seen (and it gives frame 0 for latent 0, so the rule is
+// simply k * temporal_compression). temporal_compression == 1 (frames encoded one by one) is the
+// identity. Throws t4g::Error for k < 0 or temporal_compression < 1.
+int64_t latent_frame_to_pixel_frame(int64_t k, int64_t temporal_compression);
+
 }  // namespace t4g

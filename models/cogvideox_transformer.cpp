@@ -1,6 +1,7 @@
 // CogVideoXTransformer3DModel (research/cogvideox.md section 2), module for module after diffusers
 // so that parameter names and numerics match. Gradient checkpointing is a custom autograd
-// Function that runs a block under no-grad in forward and reruns it with grad in backward.
+// Function that runs a block under no-grad in forward and reruns it with grad in backward. Every
+// Linear runs through linear_forward (models/lora.h) so that LoRA adapters attached to it apply.
 #include "models/cogvideox_transformer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -8,6 +9,7 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "models/lora.h"
 
 namespace t4g {
 namespace nn = torch::nn;
@@ -50,7 +52,7 @@ CogVideoXPatchEmbedImpl::CogVideoXPatchEmbedImpl(const CogVideoXTransformerConfi
 }
 
 torch::Tensor CogVideoXPatchEmbedImpl::forward(const torch::Tensor& text, const torch::Tensor& latents) {
-  const auto text_embeds = text_proj(text);
+  const auto text_embeds = linear_forward(text_proj, text);
   const int64_t b = latents.size(0);
   const int64_t f = latents.size(1);
   const int64_t c = latents.size(2);
@@ -68,7 +70,7 @@ torch::Tensor CogVideoXPatchEmbedImpl::forward(const torch::Tensor& text, const 
                 .permute({0, 1, 3, 5, 7, 2, 4, 6})
                 .flatten(4, 7)
                 .flatten(1, 3);
-    video = proj_linear(video);
+    video = linear_forward(proj_linear, video);
   }
   auto embeds = torch::cat({text_embeds, video}, 1).contiguous();
   if (!config_.uses_sincos_positions() && !config_.use_learned_positional_embeddings) return embeds;
@@ -120,7 +122,7 @@ CogVideoXLayerNormZeroImpl::CogVideoXLayerNormZeroImpl(int64_t conditioning_dim,
 
 std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> CogVideoXLayerNormZeroImpl::forward(
     const torch::Tensor& hidden, const torch::Tensor& encoder, const torch::Tensor& temb) {
-  const auto chunks = linear(torch::silu(temb)).chunk(6, 1);
+  const auto chunks = linear_forward(linear, torch::silu(temb)).chunk(6, 1);
   const auto& shift = chunks[0];
   const auto& scale = chunks[1];
   const auto& gate = chunks[2];
@@ -139,7 +141,7 @@ CogVideoXAdaLayerNormImpl::CogVideoXAdaLayerNormImpl(int64_t embedding_dim, int6
 }
 
 torch::Tensor CogVideoXAdaLayerNormImpl::forward(const torch::Tensor& x, const torch::Tensor& temb) {
-  const auto chunks = linear(torch::silu(temb)).chunk(2, 1);
+  const auto chunks = linear_forward(linear, torch::silu(temb)).chunk(2, 1);
   // chunk_dim=1 order: shift first, then scale.
   return norm(x) * (1 + chunks[1].unsqueeze(1)) + chunks[0].unsqueeze(1);
 }
@@ -167,9 +169,9 @@ std::pair<torch::Tensor, torch::Tensor> CogVideoXAttentionImpl::forward(const to
   const auto x = torch::cat({encoder, hidden}, 1);
   const int64_t b = x.size(0);
   auto split_heads = [&](const torch::Tensor& t) { return t.view({b, -1, heads_, head_dim_}).transpose(1, 2); };
-  auto q = norm_q(split_heads(to_q(x)));
-  auto k = norm_k(split_heads(to_k(x)));
-  const auto v = split_heads(to_v(x));
+  auto q = norm_q(split_heads(linear_forward(to_q, x)));
+  auto k = norm_k(split_heads(linear_forward(to_k, x)));
+  const auto v = split_heads(linear_forward(to_v, x));
   if (call.rope != nullptr && call.rope->defined()) {
     q = torch::cat({q.slice(2, 0, text_len), apply_rotary_emb(q.slice(2, text_len), *call.rope)}, 2);
     k = torch::cat({k.slice(2, 0, text_len), apply_rotary_emb(k.slice(2, text_len), *call.rope)}, 2);
@@ -180,7 +182,7 @@ std::pair<torch::Tensor, torch::Tensor> CogVideoXAttentionImpl::forward(const to
                  ? at::scaled_dot_product_attention(q, k, v)
                  : cag_attention(q, k, v, text_len, call.grid, call.cag_mode, call.cag_batch_indices);
   out = out.transpose(1, 2).reshape({b, -1, heads_ * head_dim_});
-  out = to_out[1]->as<nn::Dropout>()->forward(out_proj_(out));
+  out = to_out[1]->as<nn::Dropout>()->forward(linear_forward(out_proj_, out));
   return {out.slice(1, text_len), out.slice(1, 0, text_len)};
 }
 
@@ -199,8 +201,8 @@ CogVideoXFeedForwardImpl::CogVideoXFeedForwardImpl(int64_t dim, int64_t inner_di
 }
 
 torch::Tensor CogVideoXFeedForwardImpl::forward(const torch::Tensor& x) {
-  auto h = torch::gelu(proj_(x), tanh_gelu_ ? "tanh" : "none");
-  return drop2_(out_(drop1_(h)));
+  auto h = torch::gelu(linear_forward(proj_, x), tanh_gelu_ ? "tanh" : "none");
+  return drop2_(linear_forward(out_, drop1_(h)));
 }
 
 CogVideoXBlockImpl::CogVideoXBlockImpl(const CogVideoXTransformerConfig& config) {
@@ -448,7 +450,7 @@ TransformerOutput CogVideoXTransformer3DModelImpl::forward(const torch::Tensor& 
   }
 
   // 4. Output head (video tokens only) and unpatchify.
-  hidden = proj_out(norm_out(norm_final(hidden), emb));
+  hidden = linear_forward(proj_out, norm_out(norm_final(hidden), emb));
   const int64_t p = c.patch_size;
   if (!c.patch_size_t) {
     result.sample =

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "models/lora.h"
 
 namespace t4g {
 
@@ -28,7 +29,7 @@ TimestepEmbeddingImpl::TimestepEmbeddingImpl(int64_t in_channels, int64_t time_e
 }
 
 torch::Tensor TimestepEmbeddingImpl::forward(const torch::Tensor& sample) {
-  return linear_2(torch::silu(linear_1(sample)));
+  return linear_forward(linear_2, torch::silu(linear_forward(linear_1, sample)));
 }
 
 namespace {

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/error.h"
+
 namespace t4g {
 namespace {
 
@@ -63,6 +65,17 @@ TEST(PixelGrid, FieldOfPixelCentresSamplesBackThePoint) {
   sample_bilinear(field.data(), H, W, 2, 0.1, 6.0, out);  // outside the centres: clamped to the border
   EXPECT_FLOAT_EQ(out[0], 0.5f);
   EXPECT_FLOAT_EQ(out[1], 4.5f);
+}
+
+TEST(PixelGrid, LatentFrameStandsForTheLastFrameOfItsGroup) {
+  // 49 frames -> 13 latents: latent 0 <-> frame 0, latent k <-> frames 4k-3..4k, represented by 4k.
+  EXPECT_EQ(latent_frame_to_pixel_frame(0, 4), 0);
+  EXPECT_EQ(latent_frame_to_pixel_frame(1, 4), 4);
+  EXPECT_EQ(latent_frame_to_pixel_frame(12, 4), 48);
+  // Frames encoded one by one: the identity.
+  for (int64_t k = 0; k < 5; ++k) EXPECT_EQ(latent_frame_to_pixel_frame(k, 1), k);
+  EXPECT_THROW(latent_frame_to_pixel_frame(-1, 4), Error);
+  EXPECT_THROW(latent_frame_to_pixel_frame(1, 0), Error);
 }
 
 }  // namespace
