@@ -12,6 +12,7 @@ namespace t4g::tools {
 CLI::App* register_inspect(CLI::App& app);
 void register_config(CLI::App& app);   // t4g config show|doc|check
 void register_demo(CLI::App& app);     // t4g demo: the main job on the embedded tiny config
+void register_train(CLI::App& app);    // t4g train: fine-tuning on a recipe
 void register_tapvid(CLI::App& app);   // t4g tapvid score
 void register_prepare(CLI::App& app);  // t4g prepare: videos -> HDF5 shards with tracks
 void register_vae(CLI::App& app);      // t4g vae encode|decode: safetensors through the CogVideoX VAE

@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   // Subcommands, one line each (tools/commands.h):
   t4g::tools::register_config(app);
   t4g::tools::register_demo(app);
+  t4g::tools::register_train(app);
   t4g::tools::register_prepare(app);
   t4g::tools::register_tapvid(app);
   t4g::tools::register_vae(app);

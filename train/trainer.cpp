@@ -1,0 +1,501 @@
+// The fine-tuning loop (see trainer.h).
+#include "train/trainer.h"
+
+#include <c10/cuda/CUDACachingAllocator.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/progress.h"
+#include "common/rng.h"
+#include "common/safetensors.h"
+#include "data/loader.h"
+#include "data/prepare.h"
+#include "losses/correspondence_loss.h"
+#include "losses/diffusion_loss.h"
+#include "models/lora.h"
+#include "models/trainable.h"
+#include "train/adamw.h"
+#include "train/checkpoint.h"
+#include "train/communicator.h"
+#include "train/dist_env.h"
+#include "train/ema.h"
+#include "train/grad_reducer.h"
+#include "train/lr_schedule.h"
+#include "train/metric_logger.h"
+#include "train/rendezvous.h"
+
+namespace t4g {
+namespace {
+
+// Seed streams (derive_seed ids), one per purpose so that adding a draw never shifts another.
+constexpr uint64_t kStreamNoise = 1;     // timesteps and noise of the diffusion loss
+constexpr uint64_t kStreamQueries = 2;   // correspondence query sampling
+constexpr uint64_t kStreamGlobal = 3;    // torch's global generator (dropout) per step
+constexpr uint64_t kStreamLora = 4;      // LoRA initialisation
+constexpr uint64_t kStreamHeldOut = 5;   // synthetic held-out videos
+constexpr uint64_t kStreamModel = 6;     // tiny model weights
+
+std::string train_data_dir(const Config& c) { return path_join(c.run.out_dir, "data/train"); }
+
+// Synthetic shards for training when the recipe names none (resumable: a rerun skips them).
+void prepare_synthetic(const Config& c, const std::string& dir, int64_t videos, uint64_t seed) {
+  data::PrepareOptions prep;
+  prep.out = dir;
+  prep.synthetic = videos;
+  prep.seed = seed;
+  prep.synthetic_options.frames = c.data.frames;
+  prep.synthetic_options.height = c.data.height;
+  prep.synthetic_options.width = c.data.width;
+  prep.synthetic_options.sprites = c.data.synthetic.sprites;
+  prep.synthetic_options.grid_step = c.data.synthetic.grid_step;
+  prep.videos_per_shard = 4;
+  data::prepare_dataset(prep);
+}
+
+RefinerConfig refiner_config(const Config& c, int64_t num_layers) {
+  RefinerConfig r;
+  r.block = c.refiner.block < 0 ? default_refiner_block(num_layers) : c.refiner.block;
+  r.layers = c.refiner.layers;
+  r.conv = parse_refiner_conv(c.refiner.conv);
+  r.kernel = c.refiner.kernel;
+  ErrorContext ctx;
+  ctx.key = "refiner.block";
+  ctx.expected = "0.." + std::to_string(num_layers - 1);
+  ctx.got = std::to_string(r.block);
+  T4G_CHECK_CTX(r.block < num_layers, ctx, "the refiner's block is not a block of the model");
+  r.validate();
+  return r;
+}
+
+LoraConfig lora_config(const Config& c) {
+  LoraConfig l;
+  l.rank = c.lora.rank;
+  l.alpha = c.lora.alpha;
+  l.dropout = c.lora.dropout;
+  l.target_modules = c.lora.target_modules;
+  l.validate();
+  return l;
+}
+
+CorrespondenceLossOptions correspondence_options(const Config& c, int64_t temporal_compression) {
+  CorrespondenceLossOptions o;
+  o.num_query_points = c.loss.query_points;
+  o.query_frame = c.loss.query_frame == "random" ? QueryFrameRule::kRandomVisible : QueryFrameRule::kFirst;
+  o.target_frames = c.loss.target_frames > 0 ? TargetFrameRule::kRandomSubset : TargetFrameRule::kAllOthers;
+  o.num_target_frames = std::max<int64_t>(1, c.loss.target_frames);
+  o.temperature = c.loss.temperature;
+  o.loss = c.loss.corr_loss == "l1" ? RobustLoss::kL1 : c.loss.corr_loss == "l2" ? RobustLoss::kL2 : RobustLoss::kHuber;
+  o.huber_delta = c.loss.huber_delta;
+  o.temporal_compression = temporal_compression;
+  o.validate();
+  return o;
+}
+
+// Peak memory in GiB: CUDA allocator peak on GPU, the process's peak resident set on CPU.
+double peak_memory_gib(const torch::Device& device) {
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    return static_cast<double>(stats.allocated_bytes[0].peak) / (1024.0 * 1024.0 * 1024.0);
+  }
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / (1024.0 * 1024.0);  // kB
+  }
+  return 0.0;
+}
+
+// The text conditioning of a batch: the shards' precomputed embeddings, or the tiny model's
+// empty-prompt zeros. (Encoding captions with T5 on the fly needs models/text_encoder.)
+torch::Tensor batch_text(const TrainingModel& m, const data::Batch& batch) {
+  if (batch.text_embedding.defined()) return batch.text_embedding.to(m.components.device, m.components.dtype);
+  if (m.components.is_tiny()) return tiny_text_embeddings(m.components, static_cast<int64_t>(batch.ids.size()));
+  ErrorContext ctx;
+  ctx.key = "data.shards";
+  ctx.expected = "shards with text_embedding (t4g prepare --text-embeddings)";
+  throw Error("the shards carry no text embeddings and this build cannot encode captions on the fly", ctx);
+}
+
+// Generator states saved in checkpoints: torch's global CPU generator (dropout, LoRA dropout).
+std::map<std::string, torch::Tensor> rng_states() {
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return {{"torch_cpu", gen.get_state()}};
+}
+void restore_rng(const std::map<std::string, torch::Tensor>& states) {
+  auto it = states.find("torch_cpu");
+  if (it == states.end()) return;
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(it->second);
+}
+
+// Exports what trained: the backbone in diffusers layout (when it trained), LoRA adapters in PEFT
+// and diffusers layouts, the refiner in its own file. Written into a temporary folder and renamed.
+std::string export_model(const Config& c, TrainingModel& m, const torch::Tensor& master) {
+  const std::string final_dir = path_join(c.run.out_dir, "export");
+  const std::string tmp = final_dir + ".tmp";
+  remove_all(tmp);
+  make_dirs(tmp);
+  m.params.scatter_values(master, 0, m.params.numel());
+  auto& transformer = *m.components.transformer;
+  if (c.train.trainable == "full" || c.train.trainable == "blocks") {
+    const std::string dir = path_join(tmp, "transformer");
+    make_dirs(dir);
+    std::map<std::string, torch::Tensor> tensors;
+    for (const auto& item : transformer.named_parameters()) tensors[item.key()] = item.value().detach();
+    for (const auto& item : transformer.named_buffers()) tensors[item.key()] = item.value().detach();
+    save_sharded_safetensors(dir, "diffusion_pytorch_model", tensors, 10ull * 1000 * 1000 * 1000);  // diffusers' 10GB
+    write_file_atomically(path_join(dir, "config.json"),
+                          cogvideox_transformer_config_to_json(transformer.config()).dump(2) + "\n");
+  } else if (c.train.trainable == "lora") {
+    save_lora_peft(path_join(tmp, "lora"), transformer, lora_config(c));
+    save_lora_diffusers(path_join(tmp, "lora"), transformer, lora_config(c));
+  }
+  if (m.refiner) save_refiner(path_join(tmp, "refiner.safetensors"), m.refiner);
+  remove_all(final_dir);
+  rename_path(tmp, final_dir);
+  return final_dir;
+}
+
+}  // namespace
+
+TrainResult train(const Config& c, const TrainOptions& options) {
+  const DistEnv env = DistEnv::from_env();
+  set_log_rank(env.rank);
+  const auto store = connect_store(env);
+  CommunicatorOptions comm_options;
+  comm_options.backend = parse_comm_backend(c.train.comm_backend, "train.comm_backend");
+  std::unique_ptr<Communicator> comm = make_communicator(env, store, comm_options);
+  const bool main_rank = env.is_main();
+  const uint64_t seed = static_cast<uint64_t>(c.run.seed);
+
+  // ---- Data: synthetic shards are made once, by rank 0, before anyone reads them.
+  std::string shards = c.data.shards;
+  if (shards.empty()) {
+    shards = train_data_dir(c);
+    if (main_rank) prepare_synthetic(c, shards, c.data.synthetic.videos, seed);
+    comm->barrier();
+  }
+
+  // ---- Model: components, refiner, adapters, what trains.
+  TrainingModel m;
+  {
+    data::ShardReader probe(shards);
+    bool all_latents = c.data.latents != "never";
+    for (size_t i = 0; i < probe.size() && all_latents; ++i) all_latents = probe.entries()[i].has_latents;
+    ComponentRequest request;
+    request.vae = !all_latents || c.data.latents == "never";
+    m.components = load_model_components(c.model, derive_seed(seed, {kStreamModel}), request);
+  }
+  auto& transformer = m.components.transformer;
+  const int64_t num_layers = transformer->config().num_layers;
+  transformer->set_gradient_checkpointing(c.model.gradient_checkpointing);
+  if (c.train.trainable == "lora") add_lora(*transformer, lora_config(c), derive_seed(seed, {kStreamLora}));
+  TrainableOptions to;
+  // The recipe says "refiner" for "nothing of the backbone" (the refiner always trains).
+  to.mode = parse_train_mode(c.train.trainable == "refiner" ? "none" : c.train.trainable);
+  to.blocks = c.train.trainable_blocks;
+  NamedParameters trainable = set_trainable(*transformer, to);
+  if (c.refiner.enabled) {
+    m.refiner = Refiner(refiner_config(c, num_layers), transformer->config().inner_dim());
+    m.refiner->to(m.components.device, m.components.dtype);
+    for (const auto& item : m.refiner->named_parameters()) trainable.emplace_back("refiner." + item.key(), item.value());
+  }
+  for (auto& [name, p] : trainable) p.set_requires_grad(true);
+  m.params = FlatParameters(trainable);
+  transformer->train(c.train.trainable != "refiner");
+  if (m.refiner) m.refiner->train();
+
+  // ---- Optimizer, schedule, EMA (over the whole flat space; ZeRO shards it).
+  AdamWOptions adam;
+  adam.beta1 = c.train.beta1;
+  adam.beta2 = c.train.beta2;
+  adam.eps = c.train.eps;
+  adam.weight_decay = c.train.weight_decay;
+  FlatAdamW opt(m.params.gather_values(), 0, adam);
+  FlatEma ema(opt.master(), c.train.ema_decay);
+  LrSchedule schedule;
+  schedule.kind = parse_lr_schedule(c.train.lr_schedule);
+  schedule.base_lr = c.train.lr;
+  schedule.warmup_steps = c.train.warmup_steps;
+  schedule.total_steps = c.train.steps;
+  schedule.min_ratio = c.train.min_lr_ratio;
+
+  // ---- Resume.
+  TrainResult result;
+  const std::string checkpoints = path_join(c.run.out_dir, "checkpoints");
+  data::LoaderPosition start_position;
+  int64_t step = 0;
+  int64_t nan_streak = 0;
+  int64_t skipped = 0;
+  std::string resume_from;
+  if (options.resume == "latest") {
+    resume_from = find_latest_checkpoint(checkpoints);
+    if (resume_from.empty()) T4G_INFO("train: no checkpoint in ", checkpoints, "; starting fresh");
+  } else if (!options.resume.empty()) {
+    resume_from = options.resume;
+  }
+  if (!resume_from.empty()) {
+    const Checkpoint ck = load_checkpoint(resume_from);
+    auto flat_of = [&](const std::map<std::string, torch::Tensor>& named, const char* what) {
+      std::vector<torch::Tensor> parts;
+      for (size_t i = 0; i < m.params.size(); ++i) {
+        auto it = named.find(m.params.name(i));
+        ErrorContext ctx;
+        ctx.file = resume_from;
+        ctx.tensor = m.params.name(i);
+        T4G_CHECK_CTX(it != named.end(), ctx, "the checkpoint's ", what, " lack a trainable parameter of this recipe");
+        T4G_CHECK_CTX(it->second.numel() == m.params.param_numel(i), ctx, "the checkpoint's ", what,
+                      " hold a tensor of another size");
+        parts.push_back(it->second.reshape({-1}).to(torch::kFloat32));
+      }
+      ErrorContext ctx;
+      ctx.file = resume_from;
+      T4G_CHECK_CTX(named.size() == m.params.size(), ctx, "the checkpoint's ", what, " have ", named.size(),
+                    " tensors, this recipe trains ", m.params.size());
+      return torch::cat(parts).to(m.params.device());
+    };
+    opt.load(flat_of(ck.tensors.weights, "weights"), flat_of(ck.tensors.exp_avg, "exp_avg"),
+             flat_of(ck.tensors.exp_avg_sq, "exp_avg_sq"), ck.state.optimizer_steps);
+    if (ema.enabled() && !ck.tensors.ema.empty()) ema.load(flat_of(ck.tensors.ema, "EMA weights"), ck.state.ema_updates);
+    m.params.scatter_values(opt.master(), 0, m.params.numel());
+    restore_rng(ck.tensors.rng);
+    step = ck.state.step;
+    start_position = ck.state.loader;
+    nan_streak = ck.state.nan_streak;
+    skipped = ck.state.skipped_steps;
+    T4G_INFO("train: resumed from ", resume_from, " at step ", step, " (written by ", ck.state.world_size,
+             " rank(s), now ", env.world_size, ")");
+  } else if (env.distributed()) {
+    // Every rank starts from rank 0's weights (the tiny model and LoRA init are seeded alike,
+    // but a real run must not depend on that).
+    torch::Tensor values = opt.master().clone();
+    comm->broadcast(values, 0);
+    opt.load(values, torch::zeros_like(values), torch::zeros_like(values), 0);
+    m.params.scatter_values(opt.master(), 0, m.params.numel());
+  }
+  result.start_step = step;
+
+  // ---- Loader.
+  data::LoaderOptions lo;
+  lo.dataset = shards;
+  lo.batch_size = c.data.batch_size;
+  lo.workers = c.data.loader_threads;
+  lo.sampler.rank = env.rank;
+  lo.sampler.world_size = env.world_size;
+  lo.sampler.seed = seed;
+  lo.tracks_per_clip = c.data.tracks_per_clip;
+  lo.latents = data::parse_latent_mode(c.data.latents);
+  lo.augment.clip_frames = c.data.frames;
+  lo.augment.flip_probability = c.data.flip_probability;
+  data::Loader loader(lo, start_position);
+
+  // Gradient averaging across ranks, overlapped with backward (one process: nothing to do).
+  std::unique_ptr<GradientReducer> reducer;
+  if (env.distributed()) {
+    GradReducerOptions ro;
+    ro.bucket_bytes = c.train.bucket_mb << 20;
+    reducer = std::make_unique<GradientReducer>(m.params, *comm, ro);
+  }
+
+  const int64_t temporal = m.components.vae ? m.components.vae->config().temporal_compression_ratio : 4;
+  const CorrespondenceLossOptions corr = correspondence_options(c, temporal);
+
+  // ---- Sinks (rank 0).
+  std::unique_ptr<MetricLogger> logger;
+  if (main_rank) {
+    make_dirs(c.run.out_dir);
+    write_file_atomically(path_join(c.run.out_dir, "config.yaml"), to_yaml(c));
+    MetricLoggerOptions mo;
+    mo.dir = c.run.out_dir;
+    mo.tensorboard = c.train.tensorboard;
+    mo.resume_step = resume_from.empty() ? -1 : step;
+    logger = std::make_unique<MetricLogger>(mo);
+  }
+  auto evaluate = [&](int64_t at) {
+    if (!options.evaluate) return;
+    torch::NoGradGuard no_grad;
+    const std::map<std::string, double> metrics = options.evaluate(m, at);
+    if (logger) {
+      logger->log(at, "eval", metrics);
+      logger->flush();
+    }
+    Json j = {{"step", at}, {"metrics", metrics}};
+    result.evaluations.push_back(j);
+  };
+  auto save = [&](int64_t at) {
+    // Rank 0 writes after everyone finished the step; the others wait so no rank runs ahead of
+    // a checkpoint it might have to resume from.
+    if (main_rank) {
+      CheckpointState s;
+      s.step = at;
+      s.loader = loader.position();
+      s.optimizer_steps = opt.steps();
+      s.ema_updates = ema.updates();
+      s.nan_streak = nan_streak;
+      s.skipped_steps = skipped;
+      s.world_size = env.world_size;
+      s.config_yaml = to_yaml(c);
+      CheckpointTensors t;
+      for (auto& [name, view] : m.params.named_views(opt.master())) t.weights[name] = view;
+      for (auto& [name, view] : m.params.named_views(opt.exp_avg())) t.exp_avg[name] = view;
+      for (auto& [name, view] : m.params.named_views(opt.exp_avg_sq())) t.exp_avg_sq[name] = view;
+      if (ema.enabled()) {
+        for (auto& [name, view] : m.params.named_views(ema.values())) t.ema[name] = view;
+      }
+      t.rng = rng_states();
+      result.last_checkpoint = save_checkpoint(checkpoints, s, t, c.train.keep_checkpoints);
+      T4G_INFO("train: checkpoint ", result.last_checkpoint);
+    }
+    comm->barrier();
+  };
+
+  T4G_INFO("train: ", m.components.source, " on ", m.components.device.str(), " (", c10::toString(m.components.dtype),
+           "), ", m.params.size(), " trainable tensors (", m.params.numel(), " values), refiner ",
+           m.refiner ? "after block " + std::to_string(m.refiner->config().block) : std::string("off"), ", ",
+           env.world_size, " rank(s), steps ", step, " -> ", c.train.steps);
+  if (step == 0 && resume_from.empty()) evaluate(0);
+
+  const int64_t end_step = options.stop_after_step >= 0 ? std::min(options.stop_after_step, c.train.steps) : c.train.steps;
+  ProgressOptions po;
+  po.unit = "steps";
+  po.enabled = main_rank && !options.quiet;
+  ProgressBar bar("train", c.train.steps - step, po);
+  auto window_start = std::chrono::steady_clock::now();
+  int64_t window_steps = 0;
+  double window_samples = 0;
+
+  while (step < end_step) {
+    const double lr = schedule.lr_at(step);
+    torch::manual_seed(derive_seed(seed, {kStreamGlobal, static_cast<uint64_t>(env.rank), static_cast<uint64_t>(step)}));
+    double loss_sum = 0, diff_sum = 0, corr_sum = 0, pix_err = 0, frac_valid = 0;
+    for (int64_t micro = 0; micro < c.train.grad_accumulation; ++micro) {
+      const data::Batch batch = loader.next();
+      const std::initializer_list<uint64_t> ids = {static_cast<uint64_t>(env.rank), static_cast<uint64_t>(step),
+                                                   static_cast<uint64_t>(micro)};
+      torch::Tensor x0 = batch.latents.defined() ? batch.latents.to(m.components.device, m.components.dtype)
+                                                 : encode_frames_to_latents(m.components.vae, batch.frames);
+      const torch::Tensor text = batch_text(m, batch);
+      const NoisedBatch noised = add_training_noise(
+          m.components.scheduler, x0,
+          make_generator(derive_seed(seed, {kStreamNoise}), ids, m.components.device));
+      ProbeOptions probes;
+      auto refined = std::make_shared<RefinedFeatures>();
+      if (m.refiner) m.refiner->install(probes, refined);
+      TransformerForwardOptions fo;
+      fo.probes = &probes;
+      const TransformerOutput out = transformer->forward(noised.noisy, text, noised.timesteps, fo);
+      const torch::Tensor l_diff = diffusion_loss(m.components.scheduler, out.sample, noised.noisy, x0, noised.timesteps);
+      torch::Tensor loss = l_diff;
+      if (m.refiner && c.loss.corr_weight > 0) {
+        const CorrespondenceResult cr = correspondence_loss(
+            refined->video(), batch.tracks.to(m.components.device), batch.visibility.to(m.components.device),
+            batch.track_mask.to(m.components.device), corr,
+            make_generator(derive_seed(seed, {kStreamQueries}), ids));
+        loss = loss + c.loss.corr_weight * cr.loss.to(torch::kFloat32);
+        corr_sum += cr.loss.item<double>();
+        pix_err += cr.mean_pixel_error.item<double>();
+        frac_valid += cr.fraction_valid;
+      }
+      if (reducer) reducer->prepare(micro + 1 == c.train.grad_accumulation);
+      (loss / static_cast<double>(c.train.grad_accumulation)).backward();
+      loss_sum += loss.item<double>();
+      diff_sum += l_diff.item<double>();
+      window_samples += static_cast<double>(batch.ids.size()) * env.world_size;
+    }
+
+    // Gradients: average over ranks, guard, clip, update.
+    torch::Tensor grads;
+    if (reducer) {
+      grads = reducer->finish();
+    } else {
+      grads = m.params.gather_grads();
+      m.params.zero_grads();
+    }
+    const double grad_norm = grads.norm().item<double>();
+    const double accum = static_cast<double>(c.train.grad_accumulation);
+    // Decided on the averaged gradient, which every rank holds alike, so all ranks skip together.
+    if (!std::isfinite(grad_norm)) {
+      ++skipped;
+      ++nan_streak;
+      T4G_WARN("train: step ", step, " has a non-finite loss or gradient; skipped (", nan_streak, " in a row)");
+      ErrorContext ctx;
+      ctx.key = "train.max_nan_steps";
+      ctx.expected = "< " + std::to_string(c.train.max_nan_steps) + " consecutive non-finite steps";
+      ctx.got = std::to_string(nan_streak);
+      T4G_CHECK_CTX(nan_streak < c.train.max_nan_steps, ctx, "training diverged: too many non-finite steps in a row");
+    } else {
+      nan_streak = 0;
+      // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
+      if (c.train.grad_clip > 0) {
+        const double coef = c.train.grad_clip / (grad_norm + 1e-6);
+        if (coef < 1.0) grads.mul_(coef);
+      }
+      opt.step(grads, lr);
+      m.params.scatter_values(opt.master(), 0, m.params.numel());
+      ema.update(opt.master());
+    }
+    ++step;
+    ++window_steps;
+    bar.update(1);
+
+    const bool last = step == c.train.steps;
+    if (step % c.train.log_every == 0 || last) {
+      const double secs =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
+      std::map<std::string, double> rec = {{"loss", loss_sum / accum},
+                                           {"loss_diffusion", diff_sum / accum},
+                                           {"lr", lr},
+                                           {"grad_norm", grad_norm},
+                                           {"it_per_s", window_steps / std::max(secs, 1e-9)},
+                                           {"samples_per_s", window_samples / std::max(secs, 1e-9)},
+                                           {"memory_gib", peak_memory_gib(m.components.device)},
+                                           {"skipped_steps", static_cast<double>(skipped)}};
+      if (m.refiner && c.loss.corr_weight > 0) {
+        rec["loss_corr"] = corr_sum / accum;
+        rec["corr_pixel_error"] = pix_err / accum;
+        rec["corr_fraction_valid"] = frac_valid / accum;
+      }
+      result.last_train = rec;
+      if (logger) {
+        logger->log(step, "train", rec);
+        logger->flush();
+        bar.set_postfix("loss " + std::to_string(rec["loss"]).substr(0, 6));
+        if (options.quiet || !po.enabled) T4G_DEBUG(format_train_line(step, c.train.steps, rec));
+        else T4G_INFO(format_train_line(step, c.train.steps, rec));
+      }
+      window_start = std::chrono::steady_clock::now();
+      window_steps = 0;
+      window_samples = 0;
+    }
+    if (step % c.train.checkpoint_every == 0 || last || step == end_step) save(step);
+    if (c.eval.every > 0 && step % c.eval.every == 0 && !last) evaluate(step);
+    if (step == options.fail_at_step && env.rank == options.fail_rank && env.restart_count == 0) {
+      throw Error(t4g::str("fault injection: rank ", env.rank, " fails after step ", step, " (--fail-at-step)"));
+    }
+  }
+  bar.finish();
+  result.steps_done = step;
+  result.skipped_steps = skipped;
+  if (step == c.train.steps) {
+    evaluate(step);
+    if (main_rank) {
+      // Export the EMA weights when EMA is on (what one would ship), else the trained ones.
+      result.export_dir = export_model(c, m, ema.enabled() ? ema.values() : opt.master());
+      m.params.scatter_values(opt.master(), 0, m.params.numel());
+      T4G_INFO("train: exported to ", result.export_dir);
+    }
+    comm->barrier();
+  }
+  comm->shutdown();
+  return result;
+}
+
+}  // namespace t4g
