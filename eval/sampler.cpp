@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/log.h"
 #include "common/progress.h"
 #include "common/shape_string.h"
 #include "models/embeddings.h"
@@ -294,6 +295,14 @@ SampleResult sample_video(ModelComponents& components, const PromptEmbeddings& p
     const auto start = std::chrono::steady_clock::now();
     const torch::Tensor video = decode_latents_to_video(components.vae, result.latents, geometry.padding_frames);
     result.frames = vae_output_to_frames(video);
+    if (result.frames.size(1) != geometry.frames) {
+      // The reference decodes latents in chunks of 2, so an even latent count gives 4 more frames
+      // than asked (13 frames -> 4 latents -> 16 frames); diffusers returns them all, and so do we.
+      T4G_WARN("the VAE decoded ", result.frames.size(1), " frames for the ", geometry.frames,
+               " asked: an even number of latent frames (", geometry.latent_frames - geometry.padding_frames,
+               ") decodes to 4 per latent; frame counts with an odd latent count (9, 17, 25, 33, 41, 49) decode "
+               "exactly");
+    }
     result.decode_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
   return result;

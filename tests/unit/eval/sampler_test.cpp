@@ -117,6 +117,17 @@ TEST(Sampler, DpmWithDynamicCfgAndRopeMatchesDiffusersPipeline) {
   EXPECT_LE(diff.gt(0).to(torch::kFloat64).mean().item<double>(), 0.01) << "at most 1% of values off by one";
 }
 
+TEST(Sampler, EvenLatentCountsDecodeToFourFramesEachAsTheReference) {
+  // 13 frames -> 4 latents -> the reference's chunked decode makes 16 frames (a warning says so).
+  Case c = load_case("ddim_2b");
+  SampleOptions o = fixture_options(c);
+  o.steps = 1;
+  o.frames = 13;
+  const SampleResult r = sample_video(c.components, c.prompts, o);
+  EXPECT_EQ(r.latents.size(1), 4);
+  EXPECT_EQ(r.frames.size(1), 16);
+}
+
 TEST(Sampler, SeededNoiseIsTorchsRandn) {
   Case c = load_case("ddim_2b");
   const torch::Tensor& want = c.expected.at("initial_latents");
