@@ -176,8 +176,11 @@ StepOutput CogVideoXScheduler::dpm_step(const torch::Tensor& model_output,
   const double mult2 = std::expm1(-2.0 * h) * std::sqrt(a_prev);
   const double mult_noise = std::sqrt(1.0 - a_prev) * std::sqrt(1.0 - std::exp(-2.0 * h));
 
-  const auto options = sample.options();
-  torch::Tensor noise = torch::randn(sample.sizes(), generator, options);
+  // Drawn on the generator's device and moved, as diffusers' randn_tensor does: a CPU generator
+  // gives the same noise whether the sample lives on the CPU or a GPU.
+  const auto options = sample.options().device(generator.has_value() ? generator->device() : sample.device());
+  auto draw = [&] { return torch::randn(sample.sizes(), generator, options).to(sample.device()); };
+  torch::Tensor noise = draw();
   torch::Tensor prev_sample = mult1 * sample - mult2 * x0 + mult_noise * noise;
   if (!old_pred_original_sample.has_value() || prev < 0) return {prev_sample, x0};
 
@@ -188,7 +191,7 @@ StepOutput CogVideoXScheduler::dpm_step(const torch::Tensor& model_output,
   const double mult4 = 1.0 / (2.0 * r);
   const torch::Tensor denoised_d = mult3 * x0 - mult4 * (*old_pred_original_sample);
   // The reference draws a second, fresh noise here and discards the first.
-  noise = torch::randn(sample.sizes(), generator, options);
+  noise = draw();
   prev_sample = mult1 * sample - mult2 * denoised_d + mult_noise * noise;
   return {prev_sample, x0};
 }

@@ -60,7 +60,8 @@ class CogVideoXScheduler {
 
   // DPM-Solver++(2M)-SDE step. `old_pred_original_sample` and `timestep_back` come from the
   // previous step (absent on the first). Draws its noise from `generator` like the reference
-  // (one draw, plus a second one when the 2M correction applies).
+  // (one draw, plus a second one when the 2M correction applies), on the generator's device and
+  // then moved to the sample's (a CPU generator may drive a CUDA sample, as in the pipeline).
   StepOutput dpm_step(const torch::Tensor& model_output, const std::optional<torch::Tensor>& old_pred_original_sample,
                       int64_t timestep, std::optional<int64_t> timestep_back, const torch::Tensor& sample,
                       std::optional<torch::Generator> generator) const;

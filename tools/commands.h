@@ -20,5 +20,6 @@ void register_vae(CLI::App& app);      // t4g vae encode|decode: safetensors thr
 // Adds `shards DIR` under the `inspect` subcommand (whose parent app register_inspect makes).
 void register_inspect_shards(CLI::App& inspect);
 void register_forward(CLI::App& app);  // t4g forward transformer: one forward from/to safetensors
+void register_sample(CLI::App& app);   // t4g sample: text-to-video with CFG / CAG to mp4 or HDF5
 
 }  // namespace t4g::tools

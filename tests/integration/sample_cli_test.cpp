@@ -1,0 +1,83 @@
+// `t4g sample` end to end on the diffusers-made tiny pipeline (tests/fixtures/pipeline): the HDF5
+// frames equal diffusers' decoded video within one uint8 level; the tiny recipe samples without a
+// prompt file; bad inputs end with exit code 1 and one stderr line naming the rule or the tensor.
+#include <gtest/gtest.h>
+
+#include "common/fs.h"
+#include "common/hdf5.h"
+#include "common/safetensors.h"
+#include "tests/testing.h"
+
+namespace t4g {
+namespace {
+
+using testing::CommandResult;
+using testing::fixture;
+using testing::program;
+using testing::run_command;
+using testing::TempDir;
+
+CommandResult sample(const std::string& args) {
+  return run_command(program("t4g") + " sample --no-progress " + args);
+}
+
+std::string fixture_pipeline() {
+  const std::string root = fixture("pipeline/ddim_2b");
+  return "--model " + root + " --prompt-embeds " + root + "/expected.safetensors";
+}
+
+void expect_one_line_error(const CommandResult& r, const std::vector<std::string>& needles) {
+  SCOPED_TRACE(r.err);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.find("t4g: error: "), 0u);
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "exactly one line";
+  for (const auto& needle : needles) EXPECT_NE(r.err.find(needle), std::string::npos) << needle;
+}
+
+TEST(SampleCli, FixturePipelineToHdf5MatchesDiffusers) {
+  TempDir dir;
+  const CommandResult r = sample(fixture_pipeline() + " --steps 3 --cfg 6 --seed 42 --out " + dir.file("v.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  h5::File f = h5::File::open(dir.file("v.h5"));
+  const torch::Tensor frames = f.root().read("frames");
+  const torch::Tensor want = (load_safetensors(fixture("pipeline/ddim_2b/expected.safetensors")).at("video")[0] * 255).round();
+  ASSERT_EQ(frames.sizes(), want.sizes());  // [9, 32, 48, 3]: the model's sample size by default
+  EXPECT_EQ(frames.scalar_type(), torch::kUInt8);
+  EXPECT_LE((frames.to(torch::kFloat32) - want).abs().max().item<double>(), 1.0);  // one uint8 level
+  EXPECT_EQ(f.root().attr_int("steps"), 3);
+  EXPECT_EQ(f.root().attr_int("seed"), 42);
+  EXPECT_EQ(list_dir(dir.path()), std::vector<std::string>{"v.h5"}) << "no temporary left behind";
+}
+
+TEST(SampleCli, TinyRecipeWithCagWritesFrames) {
+  TempDir dir;
+  const CommandResult r = sample("--set model.device=cpu --steps 2 --cag-layers 0,1 --cag-scale 1 --out " +
+                                 dir.file("tiny.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  h5::File f = h5::File::open(dir.file("tiny.h5"));
+  EXPECT_EQ(f.root().read("frames").sizes(), (std::vector<int64_t>{9, 64, 96, 3}));  // tiny sample size
+  EXPECT_EQ(f.root().attr_string("cag_layers"), "0,1");
+}
+
+TEST(SampleCli, BadInputsAreOneLineErrors) {
+  TempDir dir;
+  const std::string out = " --out " + dir.file("x.h5");
+  expect_one_line_error(sample(fixture_pipeline() + " --steps 1 --frames 10" + out), {"frames = 10", "4k+1"});
+  expect_one_line_error(sample(fixture_pipeline() + " --steps 1 --cag-layers 1,5" + out),
+                        {"CAG layer 5 is outside", "[0, 2)"});
+  expect_one_line_error(sample(fixture_pipeline() + " --steps 1 --cag-layers 1,x" + out), {"--cag-layers"});
+  // A model folder without a VAE.
+  expect_one_line_error(sample("--model " + fixture("pipeline/ddim_2b/transformer") + " --prompt-embeds " +
+                               fixture("pipeline/ddim_2b/expected.safetensors") + " --steps 1" + out),
+                        {"not a pipeline root"});
+  // Embeddings of another width than the model's text_embed_dim.
+  save_safetensors(dir.file("e.safetensors"), {{"prompt_embeds", torch::zeros({1, 5, 7})},
+                                               {"negative_prompt_embeds", torch::zeros({1, 5, 7})}});
+  expect_one_line_error(sample("--model " + fixture("pipeline/ddim_2b") + " --prompt-embeds " +
+                               dir.file("e.safetensors") + " --steps 1" + out),
+                        {"prompt_embeds must be [B, 5, 24]"});
+  EXPECT_FALSE(path_exists(dir.file("x.h5")));
+}
+
+}  // namespace
+}  // namespace t4g

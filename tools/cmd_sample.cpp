@@ -1,0 +1,97 @@
+// t4g sample: text-to-video sampling (CFG, optional CAG) from prompt embeddings to a video file;
+// flags -> SampleFileOptions -> sample_to_file (eval/sample_file.h).
+#include <memory>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/shape_string.h"
+#include "eval/sample_file.h"
+#include "tools/commands.h"
+#include "tools/recipe_flags.h"
+
+namespace t4g::tools {
+namespace {
+
+// "13,17,21" -> {13, 17, 21}.
+std::set<int64_t> parse_layers(const std::string& text) {
+  std::set<int64_t> layers;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    size_t used = 0;
+    int64_t value = -1;
+    try {
+      value = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    ErrorContext ctx;
+    ctx.key = "--cag-layers";
+    ctx.expected = "comma-separated block indices, e.g. 13,17,21";
+    ctx.got = text;
+    T4G_CHECK_CTX(used > 0 && used == item.size(), ctx, "--cag-layers must be ", ctx.expected, ", got '", text, "'");
+    layers.insert(value);
+  }
+  return layers;
+}
+
+}  // namespace
+
+void register_sample(CLI::App& app) {
+  struct Flags {
+    RecipeFlags recipe;
+    std::string model;
+    std::string cag_layers;
+    std::string cag_mode = "drop";
+    std::string scheduler = "config";
+    SampleFileOptions options;
+  };
+  auto flags = std::make_shared<Flags>();
+  SampleOptions& s = flags->options.sample;
+  CLI::App* cmd = app.add_subcommand(
+      "sample", "Text-to-video sampling with CFG (and optional CAG) from prompt embeddings to an mp4 or HDF5 file");
+  add_recipe_flags(cmd, flags->recipe);
+  cmd->add_option("--model", flags->model, "diffusers pipeline root (sets model.path; default: the recipe's model)");
+  cmd->add_option("--prompt-embeds", flags->options.prompt_embeds,
+                  "safetensors with prompt_embeds [B, L, D] and negative_prompt_embeds (tiny model: optional)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--out", flags->options.out, "output .mp4 (needs OpenCV) or .h5 (dataset frames [F, H, W, 3])")
+      ->required();
+  cmd->add_option("--steps", s.steps, "denoising steps")->capture_default_str();
+  cmd->add_option("--cfg", s.guidance_scale, "classifier-free guidance scale (off when <= 1)")->capture_default_str();
+  cmd->add_flag("--dynamic-cfg", s.dynamic_cfg, "diffusers' use_dynamic_cfg (recommended for 5B with DPM)");
+  cmd->add_option("--cag-layers", flags->cag_layers, "CAG: comma-separated blocks (2B: 13,17,21; 5B: 15,17,18)");
+  cmd->add_option("--cag-scale", s.cag_scale, "CAG scale")->capture_default_str();
+  cmd->add_option("--cag-mode", flags->cag_mode, "drop: cross-frame probabilities zeroed (DiffTrack with CFG); "
+                                                 "renorm: softmax within text + own frame")
+      ->check(CLI::IsMember({"drop", "renorm"}))
+      ->capture_default_str();
+  cmd->add_option("--scheduler", flags->scheduler, "config (scheduler_config.json), ddim or dpm")
+      ->check(CLI::IsMember({"config", "ddim", "dpm"}))
+      ->capture_default_str();
+  cmd->add_option("--seed", s.seed, "seed of the CPU generator (initial noise, DPM noise)")->capture_default_str();
+  cmd->add_option("--frames", s.frames, "frames, 4k+1 (default: the model's sample_frames, 49)");
+  cmd->add_option("--height", s.height, "height in pixels (default: the model's, 480)");
+  cmd->add_option("--width", s.width, "width in pixels (default: the model's, 720)");
+  cmd->add_option("--fps", flags->options.fps, "frame rate of the mp4")->capture_default_str();
+  cmd->add_flag("!--no-progress", s.progress, "no progress bar");
+  cmd->callback([flags] {
+    Config recipe = load_recipe(flags->recipe);
+    set_log_level(parse_log_level(recipe.run.log_level));
+    if (!flags->model.empty()) recipe.model.path = flags->model;
+    SampleOptions& sample = flags->options.sample;
+    if (!flags->cag_layers.empty()) sample.cag_layers = parse_layers(flags->cag_layers);
+    sample.cag_mode = flags->cag_mode == "renorm" ? CagMode::kRenormalized : CagMode::kDropWithoutRenorm;
+    sample.sampler = flags->scheduler == "ddim"  ? SamplerKind::kDdim
+                     : flags->scheduler == "dpm" ? SamplerKind::kDpm
+                                                 : SamplerKind::kFromConfig;
+    const SampleFileReport r = sample_to_file(recipe, flags->options);
+    std::string files;
+    for (const auto& f : r.files) files += (files.empty() ? "" : ", ") + f;
+    T4G_INFO("sample: frames ", shape_string(r.frames_shape), ", denoise ", r.denoise_seconds, " s, decode ",
+             r.decode_seconds, " s, written to ", files);
+  });
+}
+
+}  // namespace t4g::tools
