@@ -88,12 +88,7 @@ std::string device_name(const torch::Device& device) {
 // The released transformer configs (research/cogvideox.md 1.1), or tiny ones of the same form.
 t4g::CogVideoXTransformerConfig transformer_config(const Flags& flags) {
   T4G_CHECK(flags.preset == "2b" || flags.preset == "5b", "unknown preset '", flags.preset, "' (2b, 5b)");
-  t4g::CogVideoXTransformerConfig c;  // the struct's defaults are the 2B config
-  if (flags.preset == "5b") {
-    c.num_attention_heads = 48;
-    c.num_layers = 42;
-    c.use_rotary_positional_embeddings = true;
-  }
+  t4g::CogVideoXTransformerConfig c = t4g::cogvideox_preset(flags.preset);
   if (!flags.full) {
     t4g::TinyModelConfig tiny;
     tiny.use_rotary_positional_embeddings = c.use_rotary_positional_embeddings;

@@ -25,14 +25,8 @@ using t4g::CogVideoXTransformerConfig;
 
 // The released configurations (research/cogvideox.md 1.1) and a tiny one for a CPU smoke run.
 CogVideoXTransformerConfig preset(const std::string& name) {
+  if (name == "2b" || name == "5b") return t4g::cogvideox_preset(name);
   CogVideoXTransformerConfig c;
-  if (name == "2b") return c;  // the struct's defaults are the 2B config
-  if (name == "5b") {
-    c.num_attention_heads = 48;
-    c.num_layers = 42;
-    c.use_rotary_positional_embeddings = true;
-    return c;
-  }
   if (name == "tiny") {
     c.num_attention_heads = 2;
     c.attention_head_dim = 16;

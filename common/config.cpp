@@ -29,6 +29,7 @@ using Choices = std::vector<std::pair<const char*, E>>;
 const Choices<DType> kDTypes = {{"fp32", DType::kFloat32}, {"bf16", DType::kBFloat16}};
 const Choices<DeviceKind> kDevices = {{"cpu", DeviceKind::kCpu}, {"cuda", DeviceKind::kCuda},
                                       {"auto", DeviceKind::kAuto}};
+const Choices<std::string> kPresets = {{"", ""}, {"2b", "2b"}, {"5b", "5b"}};
 const Choices<std::string> kLatentModes = {{"auto", "auto"}, {"never", "never"}, {"require", "require"}};
 const Choices<std::string> kLrSchedules = {{"constant", "constant"}, {"cosine", "cosine"}, {"linear", "linear"}};
 const Choices<std::string> kTrainables = {
@@ -70,7 +71,8 @@ void visit_fields(V& v, TinyModelConfig& c) {
 
 template <typename V>
 void visit_fields(V& v, ModelConfig& c) {
-  v.field("path", c.path, "diffusers pipeline or transformer folder; empty = random model.tiny");
+  v.field("path", c.path, "diffusers pipeline or transformer folder; empty = model.preset or random model.tiny");
+  v.choice("preset", c.preset, kPresets, "with no path: random weights at a released size (2b, 5b), else model.tiny");
   v.choice("dtype", c.dtype, kDTypes, "compute dtype");
   v.choice("device", c.device, kDevices, "where to run; auto = cuda when available");
   v.field("gradient_checkpointing", c.gradient_checkpointing, "recompute each block in backward to save memory");
@@ -586,7 +588,10 @@ void validate(const Config& c, const std::string& source) {
     fail("model.tiny.attention_head_dim", "3D RoPE needs a head dim divisible by 8", "a multiple of 8",
          std::to_string(t.attention_head_dim));
   }
-  const int64_t layers = c.model.path.empty() ? t.num_layers : -1;  // real models: checked when loaded
+  if (!c.model.path.empty() && !c.model.preset.empty()) {
+    fail("model.preset", "cannot be combined with model.path", "one of model.path, model.preset", c.model.preset);
+  }
+  const int64_t layers = c.model.path.empty() && c.model.preset.empty() ? t.num_layers : -1;  // others: checked when loaded
   if (layers > 0 && c.refiner.enabled && c.refiner.block >= layers) {
     fail("refiner.block", "is not a block of the tiny model", "0.." + std::to_string(layers - 1),
          std::to_string(c.refiner.block));

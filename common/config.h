@@ -37,7 +37,8 @@ struct TinyModelConfig {
 
 // `model`: which transformer, in what precision, where.
 struct ModelConfig {
-  std::string path;                 // diffusers pipeline or transformer folder; empty = model.tiny
+  std::string path;                 // diffusers pipeline or transformer folder; empty = model.preset or model.tiny
+  std::string preset;               // "" | 2b | 5b: random weights at a released size (benchmarks, memory planning)
   DType dtype = DType::kFloat32;    // compute dtype: fp32 | bf16
   DeviceKind device = DeviceKind::kAuto;  // cpu | cuda | auto
   bool gradient_checkpointing = false;  // recompute each block in backward

@@ -210,4 +210,20 @@ nlohmann::json cogvideox_transformer_config_to_json(const CogVideoXTransformerCo
   return j;
 }
 
+CogVideoXTransformerConfig cogvideox_preset(const std::string& name) {
+  CogVideoXTransformerConfig c;  // the struct's defaults are CogVideoX-2b's
+  if (name == "2b") return c;
+  if (name == "5b") {
+    c.num_attention_heads = 48;
+    c.num_layers = 42;
+    c.use_rotary_positional_embeddings = true;
+    return c;
+  }
+  ErrorContext ctx;
+  ctx.key = "preset";
+  ctx.expected = "2b | 5b";
+  ctx.got = name;
+  throw Error("unknown CogVideoX preset", ctx);
+}
+
 }  // namespace t4g

@@ -62,6 +62,12 @@ CogVideoXTransformerConfig parse_cogvideox_transformer_config(const nlohmann::js
 // Reads and parses `path` (a config.json file, or a folder holding one).
 CogVideoXTransformerConfig load_cogvideox_transformer_config(const std::string& path);
 
+// The released configurations with the name users know them by (research/cogvideox.md 1.1):
+// "2b" (CogVideoX-2b: 30 heads, 30 layers, sin-cos positions) and "5b" (48 heads, 42 layers, 3D
+// RoPE). Throws t4g::Error naming the preset otherwise. For benchmarks and memory planning with
+// random weights at full size.
+CogVideoXTransformerConfig cogvideox_preset(const std::string& name);
+
 // The config as diffusers' config.json (with _class_name), for writing tiny test models.
 nlohmann::json cogvideox_transformer_config_to_json(const CogVideoXTransformerConfig& config);
 

@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include <ATen/cuda/CUDAGeneratorImpl.h>
+
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/log.h"
@@ -32,6 +34,26 @@ void init_tiny_vae_weights(torch::nn::Module& module, uint64_t seed) {
   }
 }
 
+// Random weights for a full-size preset, drawn where the module already lives (a 5B model's
+// 5 billion normals are seconds on a GPU, minutes on one CPU core), with init_random_weights'
+// distribution: weights and biases N(0, std), LayerNorm weights 1 + N(0, std).
+void init_random_weights_in_place(torch::nn::Module& module, uint64_t seed, double std = 0.02) {
+  torch::NoGradGuard no_grad;
+  const torch::Device device = module.parameters().front().device();
+  torch::Generator gen = device.is_cuda() ? at::cuda::detail::createCUDAGenerator(device.index())
+                                          : at::make_generator<at::CPUGeneratorImpl>(seed);
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_current_seed(seed);
+  }
+  for (auto& item : module.named_parameters()) {
+    torch::Tensor& t = item.value();
+    const std::string& name = item.key();
+    const bool is_norm_weight = t.dim() == 1 && name.size() >= 6 && name.compare(name.size() - 6, 6, "weight") == 0;
+    t.normal_(is_norm_weight ? 1.0 : 0.0, std, gen);
+  }
+}
+
 void freeze(torch::nn::Module& module) {
   module.eval();
   for (auto& p : module.parameters()) p.set_requires_grad(false);
@@ -39,7 +61,7 @@ void freeze(torch::nn::Module& module) {
 
 }  // namespace
 
-torch::Device resolve_device(DeviceKind kind) {
+torch::Device resolve_device(DeviceKind kind, int cuda_index) {
   switch (kind) {
     case DeviceKind::kCpu: return torch::kCPU;
     case DeviceKind::kCuda: {
@@ -48,11 +70,12 @@ torch::Device resolve_device(DeviceKind kind) {
       ctx.expected = "a CUDA device";
       ctx.got = "none visible";
       T4G_CHECK_CTX(torch::cuda::is_available(), ctx, "model.device is cuda but this machine has no usable CUDA device");
-      return torch::Device(torch::kCUDA, 0);
+      return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(cuda_index));
     }
     case DeviceKind::kAuto: break;
   }
-  return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  return torch::cuda::is_available() ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(cuda_index))
+                                     : torch::Device(torch::kCPU);
 }
 
 torch::ScalarType to_scalar_type(DType dtype) { return dtype == DType::kBFloat16 ? torch::kBFloat16 : torch::kFloat32; }
@@ -92,8 +115,35 @@ CogVideoXVaeConfig tiny_vae_config(const TinyModelConfig& tiny) {
 
 ModelComponents load_model_components(const ModelConfig& config, uint64_t seed, const ComponentRequest& request) {
   ModelComponents m;
-  m.device = resolve_device(config.device);
+  m.device = resolve_device(config.device, request.cuda_index);
   m.dtype = to_scalar_type(config.dtype);
+  if (config.path.empty() && !config.preset.empty()) {
+    // Released size, random weights: for benchmarks and memory planning. The VAE is the 2B/5B one
+    // (their architectures are equal; only the scaling factor differs).
+    m.source = "preset:" + config.preset;
+    if (request.transformer) {
+      m.transformer = CogVideoXTransformer3DModel(cogvideox_preset(config.preset));
+      m.transformer->to(m.device, m.dtype);
+      init_random_weights_in_place(*m.transformer, seed);
+      freeze(*m.transformer);
+      m.text_tokens = m.transformer->config().max_text_seq_length;
+      m.text_embed_dim = m.transformer->config().text_embed_dim;
+    }
+    if (request.vae) {
+      CogVideoXVaeConfig vc;
+      if (config.preset == "5b") vc.scaling_factor = 0.7;
+      m.vae = AutoencoderKLCogVideoX(vc);
+      m.vae->to(m.device, m.dtype);
+      init_random_weights_in_place(*m.vae, seed ^ 0x9e3779b97f4a7c15ULL);
+      freeze(*m.vae);
+    }
+    if (config.preset == "5b") {
+      SchedulerConfig sc;
+      sc.snr_shift_scale = 1.0;  // research/cogvideox.md 1.3: 5B uses no SNR shift
+      m.scheduler = CogVideoXScheduler(sc);
+    }
+    return m;
+  }
   if (config.path.empty()) {
     m.source = "tiny";
     m.text_tokens = config.tiny.text_tokens;

@@ -21,6 +21,7 @@ namespace t4g {
 struct ComponentRequest {
   bool transformer = true;
   bool vae = true;
+  int cuda_index = 0;  // which GPU when the device is CUDA (one process per GPU: LOCAL_RANK)
 };
 
 // A loaded model. `vae` is null when not requested. Modules are in eval mode with frozen
@@ -35,11 +36,13 @@ struct ModelComponents {
   int64_t text_tokens = 226;              // text sequence length the model expects
   int64_t text_embed_dim = 4096;          // width of the text embeddings
 
+  // The tiny stand-ins have no text encoder (their prompts are empty); presets neither.
   bool is_tiny() const { return source == "tiny"; }
+  bool has_random_weights() const { return source == "tiny" || source.rfind("preset:", 0) == 0; }
 };
 
 // kAuto -> CUDA when available, else CPU. kCuda without a GPU is an error naming model.device.
-torch::Device resolve_device(DeviceKind kind);
+torch::Device resolve_device(DeviceKind kind, int cuda_index = 0);
 torch::ScalarType to_scalar_type(DType dtype);
 
 // The tiny transformer and VAE configs a recipe's model.tiny describes (2B form unless RoPE is on;

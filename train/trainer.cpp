@@ -16,8 +16,6 @@
 #include "common/safetensors.h"
 #include "data/loader.h"
 #include "data/prepare.h"
-#include "losses/correspondence_loss.h"
-#include "losses/diffusion_loss.h"
 #include "models/lora.h"
 #include "models/trainable.h"
 #include "train/adamw.h"
@@ -29,6 +27,7 @@
 #include "train/lr_schedule.h"
 #include "train/metric_logger.h"
 #include "train/rendezvous.h"
+#include "train/training_step.h"
 
 namespace t4g {
 namespace {
@@ -83,20 +82,6 @@ LoraConfig lora_config(const Config& c) {
   return l;
 }
 
-CorrespondenceLossOptions correspondence_options(const Config& c, int64_t temporal_compression) {
-  CorrespondenceLossOptions o;
-  o.num_query_points = c.loss.query_points;
-  o.query_frame = c.loss.query_frame == "random" ? QueryFrameRule::kRandomVisible : QueryFrameRule::kFirst;
-  o.target_frames = c.loss.target_frames > 0 ? TargetFrameRule::kRandomSubset : TargetFrameRule::kAllOthers;
-  o.num_target_frames = std::max<int64_t>(1, c.loss.target_frames);
-  o.temperature = c.loss.temperature;
-  o.loss = c.loss.corr_loss == "l1" ? RobustLoss::kL1 : c.loss.corr_loss == "l2" ? RobustLoss::kL2 : RobustLoss::kHuber;
-  o.huber_delta = c.loss.huber_delta;
-  o.temporal_compression = temporal_compression;
-  o.validate();
-  return o;
-}
-
 // Peak memory in GiB: CUDA allocator peak on GPU, the process's peak resident set on CPU.
 double peak_memory_gib(const torch::Device& device) {
   if (device.is_cuda()) {
@@ -115,7 +100,7 @@ double peak_memory_gib(const torch::Device& device) {
 // empty-prompt zeros. (Encoding captions with T5 on the fly needs models/text_encoder.)
 torch::Tensor batch_text(const TrainingModel& m, const data::Batch& batch) {
   if (batch.text_embedding.defined()) return batch.text_embedding.to(m.components.device, m.components.dtype);
-  if (m.components.is_tiny()) return tiny_text_embeddings(m.components, static_cast<int64_t>(batch.ids.size()));
+  if (m.components.has_random_weights()) return tiny_text_embeddings(m.components, static_cast<int64_t>(batch.ids.size()));
   ErrorContext ctx;
   ctx.key = "data.shards";
   ctx.expected = "shards with text_embedding (t4g prepare --text-embeddings)";
@@ -192,6 +177,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     for (size_t i = 0; i < probe.size() && all_latents; ++i) all_latents = probe.entries()[i].has_latents;
     ComponentRequest request;
     request.vae = !all_latents || c.data.latents == "never";
+    request.cuda_index = env.local_rank;
     m.components = load_model_components(c.model, derive_seed(seed, {kStreamModel}), request);
   }
   auto& transformer = m.components.transformer;
@@ -306,7 +292,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   }
 
   const int64_t temporal = m.components.vae ? m.components.vae->config().temporal_compression_ratio : 4;
-  const CorrespondenceLossOptions corr = correspondence_options(c, temporal);
+  const CorrespondenceLossOptions corr = correspondence_options(c.loss, temporal);
 
   // ---- Sinks (rank 0).
   std::unique_ptr<MetricLogger> logger;
@@ -382,27 +368,21 @@ TrainResult train(const Config& c, const TrainOptions& options) {
                                                    static_cast<uint64_t>(micro)};
       torch::Tensor x0 = batch.latents.defined() ? batch.latents.to(m.components.device, m.components.dtype)
                                                  : encode_frames_to_latents(m.components.vae, batch.frames);
-      const torch::Tensor text = batch_text(m, batch);
-      const NoisedBatch noised = add_training_noise(
-          m.components.scheduler, x0,
-          make_generator(derive_seed(seed, {kStreamNoise}), ids, m.components.device));
-      ProbeOptions probes;
-      auto refined = std::make_shared<RefinedFeatures>();
-      if (m.refiner) m.refiner->install(probes, refined);
-      TransformerForwardOptions fo;
-      fo.probes = &probes;
-      const TransformerOutput out = transformer->forward(noised.noisy, text, noised.timesteps, fo);
-      const torch::Tensor l_diff = diffusion_loss(m.components.scheduler, out.sample, noised.noisy, x0, noised.timesteps);
-      torch::Tensor loss = l_diff;
-      if (m.refiner && c.loss.corr_weight > 0) {
-        const CorrespondenceResult cr = correspondence_loss(
-            refined->video(), batch.tracks.to(m.components.device), batch.visibility.to(m.components.device),
-            batch.track_mask.to(m.components.device), corr,
-            make_generator(derive_seed(seed, {kStreamQueries}), ids));
-        loss = loss + c.loss.corr_weight * cr.loss.to(torch::kFloat32);
-        corr_sum += cr.loss.item<double>();
-        pix_err += cr.mean_pixel_error.item<double>();
-        frac_valid += cr.fraction_valid;
+      StepInputs in;
+      in.latents = x0;
+      in.text = batch_text(m, batch);
+      in.tracks = batch.tracks.to(m.components.device);
+      in.visibility = batch.visibility.to(m.components.device);
+      in.track_mask = batch.track_mask.to(m.components.device);
+      const StepLosses sl = forward_losses(m.components, m.refiner, c.loss, corr, in,
+                                           make_generator(derive_seed(seed, {kStreamNoise}), ids, m.components.device),
+                                           make_generator(derive_seed(seed, {kStreamQueries}), ids));
+      const torch::Tensor& loss = sl.loss;
+      const torch::Tensor& l_diff = sl.diffusion;
+      if (sl.has_corr) {
+        corr_sum += sl.corr.loss.item<double>();
+        pix_err += sl.corr.mean_pixel_error.item<double>();
+        frac_valid += sl.corr.fraction_valid;
       }
       if (reducer) reducer->prepare(micro + 1 == c.train.grad_accumulation);
       (loss / static_cast<double>(c.train.grad_accumulation)).backward();

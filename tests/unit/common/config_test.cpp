@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include "common/error.h"
 #include "tests/testing.h"
 
@@ -167,6 +169,34 @@ TEST(Config, TrainingCrossFieldRules) {
   EXPECT_NE(parse_error(std::string(kMinimal) + "refiner:\n  kernel: 4\n").find("must be odd"), std::string::npos);
   EXPECT_EQ(default_refiner_block(30), 17);
   EXPECT_EQ(default_refiner_block(2), 1);
+}
+
+}  // namespace
+}  // namespace t4g
+
+namespace t4g {
+namespace {
+
+// Every recipe shipped in configs/ parses and validates, and lists every key (so the recipes
+// document the whole field table, as `t4g config doc` does).
+TEST(Config, ShippedRecipesAreValidAndComplete) {
+  const std::vector<std::string> recipes = {"tiny.yaml", "cogvideox-2b.yaml", "cogvideox-5b.yaml",
+                                            "cogvideox-5b-lora.yaml"};
+  for (const std::string& name : recipes) {
+    const std::string path = std::string(T4G_SOURCE_DIR) + "/configs/" + name;
+    const Config c = load_config(path);
+    const std::string text = testing::read_file(path);
+    // Each leaf key of the resolved recipe appears in the file.
+    const std::string shown = to_yaml(c);
+    std::istringstream lines(shown);
+    std::string line;
+    while (std::getline(lines, line)) {
+      const auto colon = line.find(':');
+      if (colon == std::string::npos) continue;
+      const std::string key = line.substr(0, colon);
+      EXPECT_NE(text.find(key + ":"), std::string::npos) << name << " lacks " << key;
+    }
+  }
 }
 
 }  // namespace
