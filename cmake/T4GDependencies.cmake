@@ -47,6 +47,20 @@ if(NOT CLI11_FOUND)
 endif()
 find_package(Threads REQUIRED)
 
+# SentencePiece (libsentencepiece-dev): the T5 tokenizer of models/t5_tokenizer. Required by
+# t4g_models; only that library sees its header (target t4g_sentencepiece, linked in CMakeLists.txt).
+find_path(T4G_SENTENCEPIECE_INCLUDE sentencepiece_processor.h)
+find_library(T4G_SENTENCEPIECE_LIBRARY sentencepiece)
+if(NOT T4G_SENTENCEPIECE_INCLUDE OR NOT T4G_SENTENCEPIECE_LIBRARY)
+  message(FATAL_ERROR "t4g: SentencePiece not found (sentencepiece_processor.h: ${T4G_SENTENCEPIECE_INCLUDE}, "
+                      "libsentencepiece: ${T4G_SENTENCEPIECE_LIBRARY}). Install libsentencepiece-dev "
+                      "(scripts/bootstrap.sh does), or pass -DT4G_SENTENCEPIECE_INCLUDE=... -DT4G_SENTENCEPIECE_LIBRARY=...")
+endif()
+add_library(t4g_sentencepiece INTERFACE)
+target_include_directories(t4g_sentencepiece SYSTEM INTERFACE ${T4G_SENTENCEPIECE_INCLUDE})
+target_link_libraries(t4g_sentencepiece INTERFACE ${T4G_SENTENCEPIECE_LIBRARY})
+message(STATUS "t4g: SentencePiece from ${T4G_SENTENCEPIECE_LIBRARY}")
+
 set(T4G_HAVE_OPENCV_INT 0)
 if(NOT T4G_WITH_OPENCV STREQUAL "OFF")
   find_package(OpenCV QUIET COMPONENTS core imgproc imgcodecs videoio video optflow)
