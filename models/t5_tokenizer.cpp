@@ -5,8 +5,6 @@
 // tokens in the text and a prompt that already ends with </s>. tests/fixtures/t5 has the cases.
 #include "models/t5_tokenizer.h"
 
-#include <sentencepiece_processor.h>
-
 #include <algorithm>
 #include <map>
 
@@ -89,10 +87,7 @@ T5Tokenizer T5Tokenizer::load(const std::string& folder) {
 
   T5Tokenizer tok;
   tok.folder_ = folder;
-  tok.sp_ = std::make_shared<sentencepiece::SentencePieceProcessor>();
-  const auto status = tok.sp_->Load(model_path);
-  T4G_CHECK_CTX(status.ok() && tok.sp_->GetPieceSize() > 0, ctx, "not a SentencePiece model (", status.ToString(),
-                ")");
+  tok.sp_ = std::make_shared<SentencePieceModel>(model_path);
 
   // Config: tokenizer_config.json, with special_tokens_map.json for names it lacks.
   Json config = Json::object();
@@ -125,7 +120,7 @@ T5Tokenizer T5Tokenizer::load(const std::string& folder) {
   const std::string pad = name_of("pad_token", "<pad>");
   const std::string unk = name_of("unk_token", "<unk>");
 
-  const int64_t pieces = tok.sp_->GetPieceSize();
+  const int64_t pieces = tok.sp_->piece_count();
   if (config.contains("added_tokens_decoder") && config.at("added_tokens_decoder").is_object()) {
     for (const auto& [key, entry] : config.at("added_tokens_decoder").items()) {
       ErrorContext e;
@@ -152,7 +147,7 @@ T5Tokenizer T5Tokenizer::load(const std::string& folder) {
     for (const std::string& name : {pad, eos, unk}) {
       T5AddedToken t;
       t.content = name;
-      t.id = tok.sp_->PieceToId(name);
+      t.id = tok.sp_->piece_to_id(name);
       tok.added_.push_back(t);
     }
     for (int64_t i = 0; i < extra_ids; ++i) {
@@ -169,7 +164,7 @@ T5Tokenizer T5Tokenizer::load(const std::string& folder) {
     for (const auto& t : tok.added_) {
       if (t.content == name) return t.id;
     }
-    return tok.sp_->PieceToId(name);
+    return tok.sp_->piece_to_id(name);
   };
   tok.eos_id_ = id_of(eos);
   tok.pad_id_ = id_of(pad);
@@ -179,7 +174,7 @@ T5Tokenizer T5Tokenizer::load(const std::string& folder) {
   return tok;
 }
 
-int64_t T5Tokenizer::piece_count() const { return sp_->GetPieceSize(); }
+int64_t T5Tokenizer::piece_count() const { return sp_->piece_count(); }
 
 int64_t T5Tokenizer::size() const {
   int64_t n = piece_count();
@@ -238,18 +233,13 @@ std::vector<std::pair<std::string, int64_t>> T5Tokenizer::split_added(const std:
 }
 
 void T5Tokenizer::encode_plain(const std::string& text, std::vector<int64_t>* ids) const {
-  std::vector<std::string> pieces;
-  const auto status = sp_->Encode(text, &pieces);
-  ErrorContext ctx;
-  ctx.file = folder_;
-  T4G_CHECK_CTX(status.ok(), ctx, "SentencePiece failed to encode a prompt (", status.ToString(), ")");
-  for (const auto& piece : pieces) {
+  for (const auto& piece : sp_->encode(text)) {
     // convert_tokens_to_ids: added tokens first, then the model's piece table (unknown -> <unk>).
     int64_t id = -1;
     for (const auto& t : added_) {
       if (t.content == piece) id = t.id;
     }
-    ids->push_back(id >= 0 ? id : sp_->PieceToId(piece));
+    ids->push_back(id >= 0 ? id : sp_->piece_to_id(piece));
   }
 }
 
@@ -271,14 +261,12 @@ std::string T5Tokenizer::decode(const std::vector<int64_t>& ids) const {
   std::vector<int> run;
   const auto flush = [&] {
     if (run.empty()) return;
-    std::string text;
-    sp_->Decode(run, &text).IgnoreError();
-    out += text;
+    out += sp_->decode(run);
     run.clear();
   };
   for (const int64_t id : ids) {
     const auto it = std::find_if(added_.begin(), added_.end(), [&](const T5AddedToken& t) { return t.id == id; });
-    if (it != added_.end() && (id >= piece_count() || sp_->IsControl(static_cast<int>(id)))) {
+    if (it != added_.end() && (id >= piece_count() || sp_->is_control(static_cast<int>(id)))) {
       flush();
       out += it->content;
     } else if (id >= 0 && id < piece_count()) {
@@ -289,7 +277,8 @@ std::string T5Tokenizer::decode(const std::vector<int64_t>& ids) const {
   return out;
 }
 
-TokenizedPrompts T5Tokenizer::tokenize(const std::vector<std::string>& prompts, int64_t max_length) const {
+TokenizedPrompts T5Tokenizer::tokenize(const std::vector<std::string>& prompts, int64_t max_length,
+                                       bool warn_truncation) const {
   T4G_CHECK(max_length >= 1, "T5 tokenizer: max_length must be at least 1, got ", max_length);
   const int64_t batch = static_cast<int64_t>(prompts.size());
   TokenizedPrompts out;
@@ -302,14 +291,14 @@ TokenizedPrompts T5Tokenizer::tokenize(const std::vector<std::string>& prompts, 
     // prepare_for_model: room for the one special token, cut from the end (longest_first).
     const bool truncated = static_cast<int64_t>(ids.size()) + 1 > max_length;
     out.truncated.push_back(truncated);
-    if (truncated) {
+    if (truncated && warn_truncation) {
       const std::vector<int64_t> dropped(ids.begin() + (max_length - 1), ids.end());
       std::string text = decode(dropped);
       if (text.size() > kWarnTextChars) text = text.substr(0, kWarnTextChars) + "...";
       T4G_WARN("T5 tokenizer: prompt ", b, " has ", ids.size(), " tokens, more than max_length ", max_length,
                " allows; dropped ", dropped.size(), " tokens: \"", text, "\"");
-      ids.resize(max_length - 1);
     }
+    if (truncated) ids.resize(max_length - 1);
     // _add_eos_if_not_present: ids that already end with </s> get no second one.
     if (ids.empty() || ids.back() != eos_id_) ids.push_back(eos_id_);
     for (size_t i = 0; i < ids.size(); ++i) {

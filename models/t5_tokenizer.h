@@ -1,7 +1,7 @@
 // The CogVideoX pipeline's prompt tokenization: transformers' slow (SentencePiece) T5Tokenizer with
-// legacy=true, as the `tokenizer/` folder configures it, on libsentencepiece. Added tokens
-// (<pad>, </s>, <unk>, <extra_id_N>) are split out of the text first with their lstrip/rstrip
-// rules, the rest goes through spiece.model, then truncation to max_length-1, </s> unless the
+// legacy=true, as the `tokenizer/` folder configures it, on libsentencepiece (models/sentencepiece_model).
+// Added tokens (<pad>, </s>, <unk>, <extra_id_N>) are split out of the text first with their
+// lstrip/rstrip rules, the rest goes through spiece.model, then truncation to max_length-1, </s> unless the
 // ids already end with it, and right padding with <pad>: the ids CogVideoX's T5 was trained on.
 #pragma once
 
@@ -12,9 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace sentencepiece {
-class SentencePieceProcessor;
-}
+#include "models/sentencepiece_model.h"
 
 namespace t4g {
 
@@ -48,8 +46,9 @@ class T5Tokenizer {
 
   // The pipeline's call: tokenizer(prompts, padding="max_length", max_length, truncation=True,
   // add_special_tokens=True). A prompt longer than max_length-1 tokens is cut, with ONE warning
-  // line naming the prompt and what was dropped.
-  TokenizedPrompts tokenize(const std::vector<std::string>& prompts, int64_t max_length = 226) const;
+  // line naming the prompt and what was dropped (unless warn_truncation is false).
+  TokenizedPrompts tokenize(const std::vector<std::string>& prompts, int64_t max_length = 226,
+                            bool warn_truncation = true) const;
 
   // Text of ids (SentencePiece decode of the plain pieces; added tokens spelled out).
   std::string decode(const std::vector<int64_t>& ids) const;
@@ -72,7 +71,7 @@ class T5Tokenizer {
   void encode_plain(const std::string& text, std::vector<int64_t>* ids) const;
 
   std::string folder_;
-  std::shared_ptr<sentencepiece::SentencePieceProcessor> sp_;
+  std::shared_ptr<SentencePieceModel> sp_;
   std::vector<T5AddedToken> added_;
   int64_t model_max_length_ = 226;
   int64_t pad_id_ = 0;

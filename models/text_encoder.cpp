@@ -5,11 +5,14 @@
 
 #include <sys/stat.h>
 
+#include <chrono>
 #include <cstdio>
 #include <map>
+#include <optional>
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/safetensors.h"
 #include "models/diffusers_layout.h"
@@ -169,8 +172,9 @@ TextEncoder TextEncoder::load(const std::string& path, torch::Device device, tor
   return encoder;
 }
 
-TokenizedPrompts TextEncoder::tokenize(const std::vector<std::string>& prompts, int64_t max_length) const {
-  return tokenizer_->tokenize(prompts, max_length);
+TokenizedPrompts TextEncoder::tokenize(const std::vector<std::string>& prompts, int64_t max_length,
+                                       bool warn_truncation) const {
+  return tokenizer_->tokenize(prompts, max_length, warn_truncation);
 }
 
 torch::Tensor TextEncoder::encode_ids(const torch::Tensor& input_ids) {
@@ -215,6 +219,62 @@ torch::Tensor TextEncoder::encode_cached(const std::vector<std::string>& prompts
   }
   for (auto& row : rows) row = row.to(device(), dtype_);
   return torch::stack(rows);
+}
+
+torch::Device parse_device(const std::string& name) {
+  ErrorContext ctx;
+  ctx.expected = "cpu, cuda or cuda:N";
+  ctx.got = name;
+  std::optional<torch::Device> device;
+  try {
+    device.emplace(name);
+  } catch (const c10::Error&) {
+    throw Error("unknown device", ctx);
+  }
+  T4G_CHECK_CTX(device->is_cpu() || device->is_cuda(), ctx, "unsupported device");
+  if (device->is_cuda()) {
+    ctx.expected = "a visible CUDA device";
+    T4G_CHECK_CTX(torch::cuda::is_available() && device->index() < static_cast<int>(torch::cuda::device_count()), ctx,
+                  "CUDA device not available");
+  }
+  return *device;
+}
+
+EncodeTextFileReport encode_text_file(const EncodeTextFileOptions& options) {
+  T4G_CHECK(!options.prompts.empty(), "encode-text: give at least one --prompt");
+  ErrorContext ctx;
+  ctx.key = "max_length";
+  ctx.expected = "at least 1";
+  ctx.got = std::to_string(options.max_length);
+  T4G_CHECK_CTX(options.max_length >= 1, ctx, "bad max_length");
+  auto encoder = TextEncoder::load(options.model, parse_device(options.device), options.dtype);
+  if (!options.cache.empty()) encoder.enable_cache(options.cache);
+
+  const auto start = std::chrono::steady_clock::now();
+  // With a cache, encode_cached warns for the prompts it encodes; cached ones stay quiet.
+  const TokenizedPrompts tokens = encoder.tokenize(options.prompts, options.max_length, options.cache.empty());
+  const torch::Tensor embeds = options.cache.empty() ? encoder.encode_ids(tokens.input_ids)
+                                                     : encoder.encode_cached(options.prompts, options.max_length);
+  if (embeds.is_cuda()) torch::cuda::synchronize();
+  EncodeTextFileReport report;
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report.shape = embeds.sizes().vec();
+  for (const bool t : tokens.truncated) report.truncated += t ? 1 : 0;
+
+  std::map<std::string, torch::Tensor> tensors;
+  tensors["prompt_embeds"] = embeds.to(torch::kCPU, torch::kFloat32).contiguous();
+  tensors["input_ids"] = tokens.input_ids;
+  tensors["attention_mask"] = tokens.attention_mask;
+  save_safetensors(options.output, tensors,
+                   {{"prompts", Json(options.prompts).dump(-1, ' ', false, Json::error_handler_t::replace)},
+                    {"max_length", std::to_string(options.max_length)},
+                    {"dtype", dtype_label(options.dtype)},
+                    {"encoder", encoder.identity()}});
+  if (encoder.cache() != nullptr) {
+    T4G_INFO("text embedding cache ", encoder.cache()->folder(), ": ", encoder.cache()->hits(), " hits, ",
+             encoder.cache()->misses(), " misses");
+  }
+  return report;
 }
 
 }  // namespace t4g

@@ -58,12 +58,14 @@ class TextEncoder {
   // Prompts -> T5 last_hidden_state [B, max_length, d_model] in the compute dtype on the device.
   // Ids are padded to max_length and T5 sees the padding (no attention mask), as the pipeline does.
   torch::Tensor encode(const std::vector<std::string>& prompts, int64_t max_length = 226);
-  // The same through the cache (enable_cache first): only prompts not cached are encoded, in one batch.
+  // The same through the cache (enable_cache first): only prompts not cached are encoded, in one
+  // batch (a truncation warning comes only for those).
   torch::Tensor encode_cached(const std::vector<std::string>& prompts, int64_t max_length = 226);
   // Ids [B, L] -> last_hidden_state [B, L, d_model].
   torch::Tensor encode_ids(const torch::Tensor& input_ids);
-  // The tokenizer's output for the prompts (ids and mask, CPU).
-  TokenizedPrompts tokenize(const std::vector<std::string>& prompts, int64_t max_length = 226) const;
+  // The tokenizer's output for the prompts (ids and mask, CPU); see T5Tokenizer::tokenize.
+  TokenizedPrompts tokenize(const std::vector<std::string>& prompts, int64_t max_length = 226,
+                            bool warn_truncation = true) const;
 
   // Attaches a cache folder. `model_id` replaces the file-derived identity when not empty (the
   // compute dtype is always part of the key).
@@ -88,5 +90,29 @@ class TextEncoder {
   std::string identity_;
   std::shared_ptr<TextEmbeddingCache> cache_;
 };
+
+// `t4g encode-text`: prompts -> a safetensors file with `prompt_embeds` [B, L, D] float32,
+// `input_ids` and `attention_mask` int64 [B, L], and metadata (prompts as a JSON array,
+// max_length, dtype, encoder identity). Written atomically.
+struct EncodeTextFileOptions {
+  std::string model;                          // pipeline root or folder with text_encoder/ and tokenizer/
+  std::vector<std::string> prompts;           // at least one
+  std::string output;                         // .safetensors to write
+  int64_t max_length = 226;                   // tokens per prompt, </s> included
+  torch::ScalarType dtype = torch::kFloat32;  // compute dtype
+  std::string device = "cpu";                 // cpu, cuda or cuda:N
+  std::string cache;                          // embedding cache folder ("" = none)
+};
+
+// What encode_text_file did.
+struct EncodeTextFileReport {
+  std::vector<int64_t> shape;  // of prompt_embeds
+  int64_t truncated = 0;       // prompts cut to max_length
+  double seconds = 0;          // tokenize + encode (model loading excluded)
+};
+EncodeTextFileReport encode_text_file(const EncodeTextFileOptions& options);
+
+// torch::Device from "cpu", "cuda", "cuda:N"; a bad name or CUDA without a GPU is a t4g::Error.
+torch::Device parse_device(const std::string& name);
 
 }  // namespace t4g

@@ -19,5 +19,6 @@ void register_vae(CLI::App& app);      // t4g vae encode|decode: safetensors thr
 // Adds `shards DIR` under the `inspect` subcommand (whose parent app register_inspect makes).
 void register_inspect_shards(CLI::App& inspect);
 void register_forward(CLI::App& app);  // t4g forward transformer: one forward from/to safetensors
+void register_encode_text(CLI::App& app);  // t4g encode-text: prompts -> T5 embeddings (safetensors)
 
 }  // namespace t4g::tools
