@@ -47,6 +47,20 @@ if(NOT CLI11_FOUND)
 endif()
 find_package(Threads REQUIRED)
 
+# SentencePiece (libsentencepiece-dev): the T5 tokenizer of models/t5_tokenizer. Required by
+# t4g_models, but never linked into a program: libsentencepiece exports its private protobuf-lite
+# copy, which clashes with the system libprotobuf that OpenCV loads (the program crashes before
+# main). CMakeLists.txt builds the small shim library t4g_spm_shim against it instead, and
+# models/sentencepiece_model loads that with dlopen(RTLD_LOCAL | RTLD_DEEPBIND).
+find_path(T4G_SENTENCEPIECE_INCLUDE sentencepiece_processor.h)
+find_library(T4G_SENTENCEPIECE_LIBRARY sentencepiece)
+if(NOT T4G_SENTENCEPIECE_INCLUDE OR NOT T4G_SENTENCEPIECE_LIBRARY)
+  message(FATAL_ERROR "t4g: SentencePiece not found (sentencepiece_processor.h: ${T4G_SENTENCEPIECE_INCLUDE}, "
+                      "libsentencepiece: ${T4G_SENTENCEPIECE_LIBRARY}). Install libsentencepiece-dev "
+                      "(scripts/bootstrap.sh does), or pass -DT4G_SENTENCEPIECE_INCLUDE=... -DT4G_SENTENCEPIECE_LIBRARY=...")
+endif()
+message(STATUS "t4g: SentencePiece from ${T4G_SENTENCEPIECE_LIBRARY}")
+
 set(T4G_HAVE_OPENCV_INT 0)
 if(NOT T4G_WITH_OPENCV STREQUAL "OFF")
   find_package(OpenCV QUIET COMPONENTS core imgproc imgcodecs videoio video optflow)

@@ -1,0 +1,111 @@
+// `t4g encode-text` end to end on the transformers-made fixture pipeline (tests/fixtures/t5):
+// prompt_embeds equal transformers' last_hidden_state within 1e-5 (fp32 CPU) and input_ids
+// exactly; an over-long prompt gives one warning line; the cache answers a second run; bad input
+// ends with exit code 1 and one stderr line naming the folder.
+#include <gtest/gtest.h>
+
+#include "common/json.h"
+#include "common/safetensors.h"
+#include "tests/testing.h"
+
+namespace t4g {
+namespace {
+
+using testing::CommandResult;
+using testing::fixture;
+using testing::program;
+using testing::run_command;
+using testing::TempDir;
+
+std::string quoted(const std::string& s) {
+  std::string out = "'";
+  for (const char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+CommandResult encode_text(const std::string& args) {
+  return run_command("T4G_LOG_LEVEL=info " + program("t4g") + " encode-text " + args);
+}
+
+int64_t count(const std::string& text, const std::string& needle) {
+  int64_t n = 0;
+  for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++n;
+  return n;
+}
+
+TEST(EncodeTextCli, MatchesTransformersAndCaches) {
+  TempDir dir;
+  const Json cases = read_json(fixture("t5/tokenizer_expected.json")).at("cases");
+  std::string prompts;
+  for (const int i : {0, 1, 9}) prompts += " --prompt " + quoted(cases[i].at("prompt").get<std::string>());
+  const std::string common = "--model " + fixture("t5/pipeline") + prompts + " --cache " + dir.file("cache");
+  const CommandResult r = encode_text(common + " --out " + dir.file("out.safetensors"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(count(r.err, "T5 tokenizer: prompt 2 has 261 tokens"), 1) << r.err;  // the over-long one
+  EXPECT_NE(r.err.find("0 hits, 3 misses"), std::string::npos) << r.err;
+
+  const auto want = load_safetensors(fixture("t5/encoder_expected.safetensors"));
+  SafetensorsFile out(dir.file("out.safetensors"));
+  const auto embeds = out.tensor("prompt_embeds");
+  EXPECT_EQ(embeds.scalar_type(), torch::kFloat32);
+  EXPECT_EQ(embeds.sizes(), (std::vector<int64_t>{3, 226, 32}));
+  EXPECT_LE((embeds - want.at("last_hidden_state")).abs().max().item<double>(), 1e-5);
+  EXPECT_TRUE(torch::equal(out.tensor("input_ids"), want.at("input_ids")));
+  EXPECT_TRUE(torch::equal(out.tensor("attention_mask"), want.at("attention_mask")));
+  EXPECT_EQ(out.metadata().at("max_length"), "226");
+  EXPECT_EQ(parse_json(out.metadata().at("prompts"), "metadata").size(), 3u);
+
+  // Second run: every prompt from the cache, the same bytes out.
+  const CommandResult again = encode_text(common + " --out " + dir.file("again.safetensors"));
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.err.find("3 hits, 0 misses"), std::string::npos) << again.err;
+  EXPECT_TRUE(torch::equal(SafetensorsFile(dir.file("again.safetensors")).tensor("prompt_embeds"), embeds));
+}
+
+TEST(EncodeTextCli, MaxLengthAndBf16) {
+  TempDir dir;
+  const CommandResult r = encode_text("--model " + fixture("t5/pipeline") +
+                                      " --prompt 'a cat' --prompt '' --max-length 16 --dtype bf16 --out " +
+                                      dir.file("out.safetensors"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  SafetensorsFile out(dir.file("out.safetensors"));
+  EXPECT_EQ(out.tensor("prompt_embeds").sizes(), (std::vector<int64_t>{2, 16, 32}));
+  EXPECT_EQ(out.tensor("prompt_embeds").scalar_type(), torch::kFloat32);  // written float32 whatever the compute dtype
+  EXPECT_EQ(out.metadata().at("dtype"), "bf16");
+  EXPECT_EQ(out.tensor("input_ids")[1][0].item<int64_t>(), 1);  // empty prompt: </s> then padding
+  EXPECT_EQ(out.tensor("attention_mask")[1].sum().item<int64_t>(), 1);
+}
+
+TEST(EncodeTextCli, MissingTokenizerIsOneLine) {
+  TempDir dir;
+  testing::write_file(dir.file("model_index.json"),
+                      "{\"_class_name\": \"CogVideoXPipeline\", \"text_encoder\": [\"transformers\", "
+                      "\"T5EncoderModel\"], \"tokenizer\": [\"transformers\", \"T5Tokenizer\"]}");
+  const CommandResult r = encode_text("--model " + dir.path() + " --prompt x --out " + dir.file("o.safetensors"));
+  SCOPED_TRACE(r.err);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.find("t4g: error: "), 0u);
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "exactly one line";
+  EXPECT_NE(r.err.find(dir.path()), std::string::npos);
+  const CommandResult bad_device = encode_text("--model " + fixture("t5/pipeline") + " --prompt x --device tpu --out " +
+                                               dir.file("o.safetensors"));
+  EXPECT_EQ(bad_device.exit_code, 1);
+  EXPECT_NE(bad_device.err.find("unknown device"), std::string::npos) << bad_device.err;
+}
+
+TEST(EncodeTextCli, UnloadableSentencePieceShimIsOneLine) {
+  // libsentencepiece is reached through a dlopen'ed shim (models/sentencepiece_model.h); a wrong
+  // path names it. (Every other test here also proves that t4g, which loads OpenCV and thus the
+  // system libprotobuf, survives loading SentencePiece.)
+  TempDir dir;
+  const CommandResult r = run_command("T4G_SPM_SHIM=" + dir.file("missing.so") + " " + program("t4g") +
+                                      " encode-text --model " + fixture("t5/pipeline") + " --prompt x --out " +
+                                      dir.file("o.safetensors"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.find("t4g: error: "), 0u) << r.err;
+  EXPECT_NE(r.err.find(dir.file("missing.so")), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;
+}
+
+}  // namespace
+}  // namespace t4g

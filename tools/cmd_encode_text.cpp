@@ -1,0 +1,42 @@
+// `t4g encode-text`: flags -> EncodeTextFileOptions -> encode_text_file (models/text_encoder.h).
+#include <CLI/CLI.hpp>
+
+#include <memory>
+
+#include "common/log.h"
+#include "common/shape_string.h"
+#include "models/text_encoder.h"
+#include "models/vae_files.h"
+#include "tools/commands.h"
+
+namespace t4g::tools {
+
+void register_encode_text(CLI::App& app) {
+  auto options = std::make_shared<EncodeTextFileOptions>();
+  auto dtype = std::make_shared<std::string>("fp32");
+  CLI::App* cmd = app.add_subcommand(
+      "encode-text",
+      "Encode prompts with the pipeline's T5 (tokenizer/ + text_encoder/) as CogVideoX does: prompt_embeds "
+      "[B, L, D] float32, input_ids and attention_mask [B, L] to a safetensors file");
+  cmd->add_option("--model", options->model, "diffusers pipeline root, or a folder with text_encoder/ and tokenizer/")
+      ->required();
+  cmd->add_option("--prompt", options->prompts, "a prompt (repeat for a batch; \"\" is the empty negative prompt)")
+      ->required()
+      ->allow_extra_args(false);
+  cmd->add_option("--out", options->output, "output .safetensors (written atomically)")->required();
+  cmd->add_option("--max-length", options->max_length, "tokens per prompt including </s> (CogVideoX: 226)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--dtype", *dtype, "compute dtype: fp32, bf16 or fp16")->capture_default_str();
+  cmd->add_option("--device", options->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--cache", options->cache, "text-embedding cache folder (reused across runs)");
+  cmd->callback([options, dtype]() {
+    options->dtype = parse_compute_dtype(*dtype);
+    const EncodeTextFileReport r = encode_text_file(*options);
+    T4G_INFO("encode-text: ", options->prompts.size(), " prompts -> prompt_embeds ", shape_string(r.shape), " in ",
+             r.seconds, " s", r.truncated ? " (" + std::to_string(r.truncated) + " truncated)" : std::string(),
+             ", written to ", options->output);
+  });
+}
+
+}  // namespace t4g::tools
