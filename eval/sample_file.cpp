@@ -10,6 +10,7 @@
 #include "common/safetensors.h"
 #include "common/shape_string.h"
 #include "data/video_io.h"
+#include "models/text_encoder.h"
 
 namespace t4g {
 namespace {
@@ -69,7 +70,25 @@ PromptEmbeddings read_prompt_embeddings(const std::string& path) {
 }
 
 PromptEmbeddings prompt_embeddings_for(const SampleFileOptions& options, const ModelComponents& components) {
+  ErrorContext both;
+  both.key = "--prompt / --prompt-embeds";
+  T4G_CHECK_CTX(options.prompts.empty() || options.prompt_embeds.empty(), both, "give text prompts or a prompt-embeddings file, not both");
   if (!options.prompt_embeds.empty()) return read_prompt_embeddings(options.prompt_embeds);
+  if (!options.prompts.empty()) {
+    ErrorContext ctx;
+    ctx.file = components.source;
+    ctx.expected = "a diffusers pipeline folder with text_encoder/ and tokenizer/";
+    T4G_CHECK_CTX(!components.has_random_weights(), ctx, "text prompts need a text encoder, and ", components.source,
+                  " has none (use --prompt-embeds, or nothing for empty prompts)");
+    // T5 in the transformer's compute dtype on its device, as the pipeline casts the embeddings.
+    TextEncoder encoder = TextEncoder::load(components.source, components.device, components.dtype);
+    if (!options.text_cache.empty()) encoder.enable_cache(options.text_cache);
+    const int64_t length = components.transformer->config().max_text_seq_length;
+    PromptEmbeddings prompts;
+    prompts.positive = encoder.encode_cached(options.prompts, length);
+    prompts.negative = encoder.encode_cached(std::vector<std::string>(options.prompts.size(), options.negative_prompt), length);
+    return prompts;
+  }
   ErrorContext ctx;
   ctx.file = components.source;
   ctx.expected = "--prompt-embeds FILE.safetensors";

@@ -15,6 +15,9 @@ namespace t4g {
 // How `t4g sample` runs.
 struct SampleFileOptions {
   std::string prompt_embeds;  // safetensors with prompt_embeds [B, L, D] (+ negative_prompt_embeds); "" = tiny's zeros
+  std::vector<std::string> prompts;  // text prompts, encoded by the model's T5 (text_encoder/, tokenizer/)
+  std::string negative_prompt;       // with prompts: the negative prompt of every video ("" as the pipeline)
+  std::string text_cache;            // with prompts: a TextEmbeddingCache folder ("" = no cache)
   std::string out;            // output file: .mp4 (needs OpenCV) or .h5; B > 1 videos go to <stem>_<i><ext>
   double fps = 8;             // frame rate written to the video (CogVideoX's export_to_video uses 8)
   SampleOptions sample;       // the sampling call

@@ -53,6 +53,9 @@ void register_sample(CLI::App& app) {
       "sample", "Text-to-video sampling with CFG (and optional CAG) from prompt embeddings to an mp4 or HDF5 file");
   add_recipe_flags(cmd, flags->recipe);
   cmd->add_option("--model", flags->model, "diffusers pipeline root (sets model.path; default: the recipe's model)");
+  cmd->add_option("--prompt", flags->options.prompts, "text prompt (repeat for several videos), encoded by the model's T5");
+  cmd->add_option("--negative-prompt", flags->options.negative_prompt, "negative prompt for CFG (default empty)");
+  cmd->add_option("--text-cache", flags->options.text_cache, "folder caching T5 embeddings by prompt");
   cmd->add_option("--prompt-embeds", flags->options.prompt_embeds,
                   "safetensors with prompt_embeds [B, L, D] and negative_prompt_embeds (tiny model: optional)")
       ->check(CLI::ExistingFile);

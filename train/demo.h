@@ -1,10 +1,13 @@
-// The main job end to end on a recipe, at whatever scale the recipe sets: what `t4g demo` runs
-// on the embedded tiny recipe (CPU, a minute or two). Each stage that exists in the libraries runs
-// here, in the order of ARCHITECTURE.md's flows, and writes its outputs under one folder:
-//   shards/                 synthetic videos with exact tracks (the `t4g prepare` flow)
+// The whole story on a recipe, at whatever scale it sets: what `t4g demo` (and `make demo`) runs
+// on the embedded tiny recipe, on 2 CPU cores in minutes. Under one folder:
 //   config.yaml             the resolved recipe
-//   baseline_metrics.json   TAP-Vid metrics of the zero-motion baseline on those videos
-//   report.json             what ran, with the numbers
+//   data/                   synthetic training and held-out shards (exact tracks)
+//   baseline_metrics.json   TAP-Vid metrics of the zero-motion baseline on the held-out videos
+//   track4gen/              fine-tuning with the correspondence loss (lambda = loss.corr_weight):
+//                           metrics.jsonl, tb/, checkpoints/, export/
+//   no_corr/                the same run with lambda = 0 (same data, seeds and budget)
+//   report.json, report.md  losses and tracking accuracy (query-key probes and refined features)
+//                           before and after, for both runs
 #pragma once
 
 #include <string>

@@ -15,18 +15,20 @@
 #include "common/rng.h"
 #include "common/safetensors.h"
 #include "data/loader.h"
-#include "data/prepare.h"
 #include "models/lora.h"
+#include "models/text_encoder.h"
 #include "models/trainable.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
 #include "train/communicator.h"
+#include "train/datasets.h"
 #include "train/dist_env.h"
 #include "train/ema.h"
 #include "train/grad_reducer.h"
 #include "train/lr_schedule.h"
 #include "train/metric_logger.h"
 #include "train/rendezvous.h"
+#include "train/tracking_eval.h"
 #include "train/training_step.h"
 
 namespace t4g {
@@ -37,25 +39,7 @@ constexpr uint64_t kStreamNoise = 1;     // timesteps and noise of the diffusion
 constexpr uint64_t kStreamQueries = 2;   // correspondence query sampling
 constexpr uint64_t kStreamGlobal = 3;    // torch's global generator (dropout) per step
 constexpr uint64_t kStreamLora = 4;      // LoRA initialisation
-constexpr uint64_t kStreamHeldOut = 5;   // synthetic held-out videos
 constexpr uint64_t kStreamModel = 6;     // tiny model weights
-
-std::string train_data_dir(const Config& c) { return path_join(c.run.out_dir, "data/train"); }
-
-// Synthetic shards for training when the recipe names none (resumable: a rerun skips them).
-void prepare_synthetic(const Config& c, const std::string& dir, int64_t videos, uint64_t seed) {
-  data::PrepareOptions prep;
-  prep.out = dir;
-  prep.synthetic = videos;
-  prep.seed = seed;
-  prep.synthetic_options.frames = c.data.frames;
-  prep.synthetic_options.height = c.data.height;
-  prep.synthetic_options.width = c.data.width;
-  prep.synthetic_options.sprites = c.data.synthetic.sprites;
-  prep.synthetic_options.grid_step = c.data.synthetic.grid_step;
-  prep.videos_per_shard = 4;
-  data::prepare_dataset(prep);
-}
 
 RefinerConfig refiner_config(const Config& c, int64_t num_layers) {
   RefinerConfig r;
@@ -96,15 +80,19 @@ double peak_memory_gib(const torch::Device& device) {
   return 0.0;
 }
 
-// The text conditioning of a batch: the shards' precomputed embeddings, or the tiny model's
-// empty-prompt zeros. (Encoding captions with T5 on the fly needs models/text_encoder.)
-torch::Tensor batch_text(const TrainingModel& m, const data::Batch& batch) {
+// The text conditioning of a batch: the shards' precomputed embeddings; for models with random
+// weights (tiny, presets), the empty-prompt zeros; otherwise the captions through the model's T5,
+// cached by prompt under <out_dir>/text_cache so each caption is encoded once per run.
+torch::Tensor batch_text(const Config& c, const TrainingModel& m, std::unique_ptr<TextEncoder>& encoder,
+                         const data::Batch& batch) {
   if (batch.text_embedding.defined()) return batch.text_embedding.to(m.components.device, m.components.dtype);
-  if (m.components.has_random_weights()) return tiny_text_embeddings(m.components, static_cast<int64_t>(batch.ids.size()));
-  ErrorContext ctx;
-  ctx.key = "data.shards";
-  ctx.expected = "shards with text_embedding (t4g prepare --text-embeddings)";
-  throw Error("the shards carry no text embeddings and this build cannot encode captions on the fly", ctx);
+  const auto b = static_cast<int64_t>(batch.ids.size());
+  if (m.components.has_random_weights()) return tiny_text_embeddings(m.components, b);
+  if (!encoder) {
+    encoder = std::make_unique<TextEncoder>(TextEncoder::load(c.model.path, m.components.device, m.components.dtype));
+    encoder->enable_cache(path_join(c.run.out_dir, "text_cache"));
+  }
+  return encoder->encode_cached(batch.prompts, m.components.text_tokens);
 }
 
 // Generator states saved in checkpoints: torch's global CPU generator (dropout, LoRA dropout).
@@ -162,12 +150,8 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   const uint64_t seed = static_cast<uint64_t>(c.run.seed);
 
   // ---- Data: synthetic shards are made once, by rank 0, before anyone reads them.
-  std::string shards = c.data.shards;
-  if (shards.empty()) {
-    shards = train_data_dir(c);
-    if (main_rank) prepare_synthetic(c, shards, c.data.synthetic.videos, seed);
-    comm->barrier();
-  }
+  const std::string shards = prepare_training_set(c, main_rank);
+  comm->barrier();
 
   // ---- Model: components, refiner, adapters, what trains.
   TrainingModel m;
@@ -176,7 +160,8 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     bool all_latents = c.data.latents != "never";
     for (size_t i = 0; i < probe.size() && all_latents; ++i) all_latents = probe.entries()[i].has_latents;
     ComponentRequest request;
-    request.vae = !all_latents || c.data.latents == "never";
+    // The VAE encodes frames when the shards carry no latents, and the held-out videos for tracking.
+    request.vae = !all_latents || c.data.latents == "never" || (!options.evaluate && options.track_eval);
     request.cuda_index = env.local_rank;
     m.components = load_model_components(c.model, derive_seed(seed, {kStreamModel}), request);
   }
@@ -293,6 +278,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
 
   const int64_t temporal = m.components.vae ? m.components.vae->config().temporal_compression_ratio : 4;
   const CorrespondenceLossOptions corr = correspondence_options(c.loss, temporal);
+  std::unique_ptr<TextEncoder> text_encoder;  // loaded on first need (captions without embeddings)
 
   // ---- Sinks (rank 0).
   std::unique_ptr<MetricLogger> logger;
@@ -305,10 +291,16 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     mo.resume_step = resume_from.empty() ? -1 : step;
     logger = std::make_unique<MetricLogger>(mo);
   }
+  EvaluationHook hook = options.evaluate;
+  if (!hook && options.track_eval) {
+    const std::string heldout = prepare_heldout_set(c, main_rank);
+    comm->barrier();  // rank 0 wrote the synthetic held-out shards
+    hook = make_tracking_eval_hook(c, heldout, env.rank, env.world_size, comm.get());
+  }
   auto evaluate = [&](int64_t at) {
-    if (!options.evaluate) return;
+    if (!hook) return;
     torch::NoGradGuard no_grad;
-    const std::map<std::string, double> metrics = options.evaluate(m, at);
+    const std::map<std::string, double> metrics = hook(m, at);
     if (logger) {
       logger->log(at, "eval", metrics);
       logger->flush();
@@ -370,7 +362,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
                                                  : encode_frames_to_latents(m.components.vae, batch.frames);
       StepInputs in;
       in.latents = x0;
-      in.text = batch_text(m, batch);
+      in.text = batch_text(c, m, text_encoder, batch);
       in.tracks = batch.tracks.to(m.components.device);
       in.visibility = batch.visibility.to(m.components.device);
       in.track_mask = batch.track_mask.to(m.components.device);

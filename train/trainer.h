@@ -38,7 +38,8 @@ using EvaluationHook = std::function<std::map<std::string, double>(TrainingModel
 struct TrainOptions {
   std::string resume;            // "" (fresh), "latest" (newest checkpoint of run.out_dir, fresh if none) or a folder
   int64_t stop_after_step = -1;  // >= 0: checkpoint and return once this many steps are done (tests, preemption drills)
-  EvaluationHook evaluate;       // tracking evaluation; empty = none
+  EvaluationHook evaluate;       // evaluation hook; empty = the recipe's tracking evaluation (train/tracking_eval.h)
+  bool track_eval = true;        // run the recipe's tracking evaluation when `evaluate` is empty
   int64_t fail_at_step = -1;     // fault injection for restart drills: rank fail_rank throws after this step,
   int fail_rank = 0;             //   on the first attempt only (TORCHELASTIC_RESTART_COUNT = 0)
   bool quiet = false;            // no progress bar (tests)

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# All GPU figures of the open issues in one lease of a 4-GPU machine: build once, then four
+# independent lanes in parallel (each pinned to one GPU with CUDA_VISIBLE_DEVICES: ours and the
+# reference run back to back on the same GPU), then data-parallel scaling of the training step
+# over 1, 2 and 4 GPUs under t4grun and once under PyTorch's torchrun. Results: $OUT/results.jsonl
+# (every JSON line, tagged with its lane), $OUT/summary.txt, $OUT/logs.tar.gz.
+#   scripts/gpu_bench_all.sh [build|lanes|scaling|all]...   (carry .ref; PYTHONPATH=.ref/py is set here)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT/logs"
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONPATH=.ref/py
+B=build-gpu/bin
+say() { echo "$*" | tee -a "$OUT/summary.txt"; }
+run() {  # run LANE NAME CMD...: appends JSON lines to logs/LANE.jsonl, stderr to logs/LANE.err
+  local lane=$1 name=$2; shift 2
+  local t0=$(date +%s)
+  "$@" >> "$OUT/logs/$lane.jsonl" 2>> "$OUT/logs/$lane.err"
+  local rc=$?
+  say "$lane $name rc=$rc s=$(( $(date +%s) - t0 ))"
+}
+
+phase_build() {
+  nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,noheader >> "$OUT/summary.txt" 2>&1
+  python3 -c "import transformers; print('transformers', transformers.__version__)" >> "$OUT/summary.txt" 2>&1 ||
+    say "no transformers on this machine: T5 reference skipped"
+  local t0=$(date +%s)
+  make gpu-build JOBS=$(nproc) > "$OUT/logs/build.log" 2>&1
+  say "build rc=$? s=$(( $(date +%s) - t0 ))"
+}
+
+lane0() {  # 2B sampling: 50 steps with CFG; CAG on 13,17,21 (20 steps)
+  export CUDA_VISIBLE_DEVICES=0
+  run lane0 sample2b $B/bench_sample --preset 2b --full --steps 50
+  run lane0 sample2b_ref python3 bench/bench_sample_ref.py --preset 2b --full --steps 50
+  run lane0 sample2b_cag $B/bench_sample --preset 2b --full --steps 20 --cag-layers 13,17,21
+  run lane0 sample2b_cag_ref python3 bench/bench_sample_ref.py --preset 2b --full --steps 20 --cag-layers 13,17,21
+}
+lane1() {  # 5B sampling (DPM, dynamic CFG) and T5 encode
+  export CUDA_VISIBLE_DEVICES=1
+  run lane1 sample5b $B/bench_sample --preset 5b --full --steps 20 --dynamic-cfg
+  run lane1 sample5b_ref python3 bench/bench_sample_ref.py --preset 5b --full --steps 20 --dynamic-cfg
+  run lane1 t5 $B/bench_t5 --full --batch 1 2 8 --dtype bf16 --device cuda
+  run lane1 t5_ref python3 bench/bench_t5_ref.py --full --batch 1 2 8 --dtype bf16 --device cuda
+}
+lane2() {  # the 2B training step (full fine-tune + refiner) vs diffusers' forward+backward
+  export CUDA_VISIBLE_DEVICES=2
+  run lane2 train2b $B/bench_train --preset 2b --trainable full --checkpointing 0,1
+  run lane2 train2b_ref python3 bench/bench_transformer_ref.py --preset 2b --dtype bf16 --device cuda --modes train train_ckpt
+  run lane2 train2b_lora $B/bench_train --preset 2b --trainable lora --checkpointing 1
+}
+lane3() {  # 5B: LoRA memory, blocks; zero-shot tracking and motion transfer where built
+  export CUDA_VISIBLE_DEVICES=3
+  run lane3 train5b_lora $B/bench_train --preset 5b --trainable lora --checkpointing 1
+  run lane3 train5b_lora_small_refiner $B/bench_train --preset 5b --trainable lora --checkpointing 1 --refiner-layers 2
+  run lane3 train5b_lora_norefiner $B/bench_train --preset 5b --trainable lora --checkpointing 1 --refiner 0
+  if [ -x $B/bench_track ]; then
+    run lane3 track $B/bench_track --full
+    run lane3 track_ref python3 bench/bench_track_ref.py --full
+  fi
+  if [ -x $B/bench_transfer ]; then
+    run lane3 transfer $B/bench_transfer --full
+    run lane3 transfer_ref python3 bench/bench_transfer_ref.py --full
+  fi
+}
+
+phase_lanes() {
+  lane0 & lane1 & lane2 & lane3 &
+  wait
+}
+
+phase_scaling() {  # samples/s per GPU of the 2B step (full fine-tune, checkpointing) at 1, 2, 4 GPUs
+  unset CUDA_VISIBLE_DEVICES
+  local args="--preset 2b --trainable full --checkpointing 1 --iters 6 --warmup 2"
+  for n in 1 2 4; do
+    run scaling "t4grun_$n" $B/t4grun --standalone --nproc-per-node $n $B/bench_train $args
+  done
+  run scaling torchrun_2 python3 -m torch.distributed.run --standalone --nproc-per-node 2 $B/bench_train $args
+}
+
+for phase in "${@:-all}"; do
+  case $phase in
+    build) phase_build ;;
+    lanes) phase_lanes ;;
+    scaling) phase_scaling ;;
+    all) phase_build; phase_lanes; phase_scaling ;;
+    *) echo "unknown phase $phase" >&2; exit 2 ;;
+  esac
+done
+for f in "$OUT"/logs/*.jsonl; do
+  [ -f "$f" ] || continue
+  lane=$(basename "$f" .jsonl)
+  sed "s/^{/{\"lane\":\"$lane\",/" "$f" >> "$OUT/results.jsonl"
+done
+tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"
+cat "$OUT/summary.txt"

@@ -1,0 +1,115 @@
+// Tracking evaluation during training (see tracking_eval.h).
+#include "train/tracking_eval.h"
+
+#include <cmath>
+
+#include "common/fs.h"
+#include "common/log.h"
+#include "eval/tapvid_metrics.h"
+#include "eval/zero_shot_tracker.h"
+#include "train/communicator.h"
+
+namespace t4g {
+namespace {
+
+bool is_pickle(const std::string& path) { return path.size() > 4 && path.compare(path.size() - 4, 4, ".pkl") == 0; }
+
+// The refiner's features of frames [T, H, W, 3]: every frame encoded on its own (one latent per
+// frame, as the tracker feeds the model), one transformer forward at the evaluation timestep
+// stopping after the refiner's block, the block's video tokens through the refiner.
+FeatureExtractor refiner_extractor(const Config& c, TrainingModel& m) {
+  return [&c, &m](const torch::Tensor& frames) {
+    torch::NoGradGuard no_grad;
+    ModelComponents& mc = m.components;
+    const torch::Tensor latents = encode_frames_one_by_one(mc.vae, frames.unsqueeze(0));
+    const torch::Tensor timesteps = mc.scheduler.set_timesteps(50);
+    const int64_t t = timesteps[c.eval.timestep_index].item<int64_t>();
+    const int64_t block = m.refiner->config().block;
+    ProbeOptions probes;
+    probes.hidden_layers = {block};
+    probes.stop_after_last_capture = true;
+    TransformerForwardOptions fo;
+    fo.probes = &probes;
+    const TransformerOutput out = mc.transformer->forward(
+        latents, tiny_text_embeddings(mc, 1), torch::full({1}, t, torch::TensorOptions().dtype(torch::kLong).device(mc.device)), fo);
+    const TokenGrid grid = mc.transformer->token_grid(latents.size(1), latents.size(3), latents.size(4));
+    return m.refiner->forward(out.captured.hidden.at(block), grid).to(torch::kFloat32);  // [T, C, h, w]
+  };
+}
+
+}  // namespace
+
+std::map<std::string, double> evaluate_model_tracking(const Config& c, TrainingModel& m, const std::string& heldout,
+                                                      int rank, int world_size, Communicator* comm) {
+  const TrackingVideoSource all = is_pickle(heldout) ? tracking_videos_from_tapvid(heldout, c.eval.videos)
+                                                     : tracking_videos_from_shards(heldout, c.eval.videos);
+  // This rank's share of the videos.
+  TrackingVideoSource mine;
+  std::vector<size_t> indices;
+  for (size_t i = static_cast<size_t>(rank); i < all.count; i += static_cast<size_t>(world_size)) indices.push_back(i);
+  mine.count = indices.size();
+  mine.load = [all, indices](size_t i) { return all.load(indices[i]); };
+
+  TrackingEvalOptions o;
+  o.show_progress = false;
+  ZeroShotTrackerOptions& t = o.tracker;
+  const int64_t num_layers = m.components.transformer->config().num_layers;
+  const int64_t block = m.refiner ? m.refiner->config().block : default_refiner_block(num_layers);
+  t.layers = {c.eval.layer >= 0 ? c.eval.layer : block};
+  t.timestep_indices = {c.eval.timestep_index};
+  t.height = c.data.height;
+  t.width = c.data.width;
+  t.resize_via_256 = false;
+  t.vae_tiling = false;
+  t.match.readout.reference_readout = false;  // the exact raster mapping at small sizes
+  t.chunks.chunk_len = std::min<int64_t>(13, c.data.frames);
+
+  const bool was_training = m.components.transformer->is_training();
+  m.components.transformer->eval();
+  if (m.refiner) m.refiner->eval();
+  // Every rank reduces the same keys in the same order, even one without videos.
+  std::map<std::string, double> sums;
+  for (const std::string& name : tapvid_metric_names()) {
+    sums["qk/" + name] = 0.0;
+    if (m.refiner) sums["refined/" + name] = 0.0;
+  }
+  auto accumulate = [&](const std::string& prefix, const TrackingEvaluation& e) {
+    for (const auto& v : e.videos) {
+      for (const auto& [k, x] : v.metrics) sums[prefix + k] += x;
+    }
+  };
+  accumulate("qk/", evaluate_tracking(m.components, mine, o));
+  if (m.refiner) accumulate("refined/", evaluate_tracking(m.components, mine, o, refiner_extractor(c, m)));
+  m.components.transformer->train(was_training);
+  if (m.refiner) m.refiner->train();
+
+  // Sum over ranks, then divide by the number of videos: the unweighted mean over the whole set.
+  std::vector<std::string> keys;
+  for (const auto& kv : sums) keys.push_back(kv.first);
+  torch::Tensor values = torch::zeros({static_cast<int64_t>(keys.size())}, torch::kFloat64);
+  for (size_t i = 0; i < keys.size(); ++i) values[static_cast<int64_t>(i)] = sums[keys[i]];
+  if (comm != nullptr && world_size > 1) {
+    // Every rank must contribute the same keys: a rank without videos still has the names.
+    comm->all_reduce(values, ReduceOp::kSum);
+  }
+  std::map<std::string, double> mean;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    mean[keys[i]] = values[static_cast<int64_t>(i)].item<double>() / static_cast<double>(std::max<size_t>(1, all.count));
+  }
+  return mean;
+}
+
+EvaluationHook make_tracking_eval_hook(const Config& c, const std::string& heldout, int rank, int world_size,
+                                       Communicator* comm) {
+  return [c, heldout, rank, world_size, comm](TrainingModel& m, int64_t step) {
+    const auto metrics = evaluate_model_tracking(c, m, heldout, rank, world_size, comm);
+    if (rank == 0) {
+      T4G_INFO("eval @ step ", step, ": query-key AJ ", metrics.count("qk/average_jaccard") ? metrics.at("qk/average_jaccard") : NAN,
+               ", <delta_avg ", metrics.count("qk/average_pts_within_thresh") ? metrics.at("qk/average_pts_within_thresh") : NAN,
+               m.refiner ? "; refined <delta_avg " + std::to_string(metrics.at("refined/average_pts_within_thresh")) : "");
+    }
+    return metrics;
+  };
+}
+
+}  // namespace t4g

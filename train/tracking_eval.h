@@ -1,0 +1,29 @@
+// The trainer's periodic tracking evaluation (issue 6 item 7, issue 8 item 5): on held-out videos
+// (a TAP-Vid pickle, held-out shards, or synthetic videos from another seed), TAP-Vid metrics of
+// (a) DiffTrack's zero-shot query-key tracking at the probe layer and (b) tracking with the
+// Track4Gen refiner's features, both at the recipe's timestep. Videos are sharded over ranks
+// (rank r takes videos r, r + W, ...) and the per-video metrics averaged over all of them. The
+// held-out set comes from train/datasets.h.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "common/config.h"
+#include "train/trainer.h"
+
+namespace t4g {
+
+class Communicator;
+
+// Metrics named "qk/<tapnet metric>" and "refined/<tapnet metric>" (the latter when the model
+// has a refiner), averaged over the held-out videos.
+std::map<std::string, double> evaluate_model_tracking(const Config& config, TrainingModel& model,
+                                                      const std::string& heldout, int rank = 0, int world_size = 1,
+                                                      Communicator* comm = nullptr);
+
+// The trainer's hook around evaluate_model_tracking for `config`.
+EvaluationHook make_tracking_eval_hook(const Config& config, const std::string& heldout, int rank = 0,
+                                       int world_size = 1, Communicator* comm = nullptr);
+
+}  // namespace t4g
