@@ -504,11 +504,17 @@ TrackingVideoSource tracking_videos_from_tapvid(const std::string& path, int64_t
 }
 
 TrackingEvaluation evaluate_tracking(ModelComponents& components, const TrackingVideoSource& source,
-                                     const TrackingEvalOptions& options, const FeatureExtractor& extractor) {
+                                     const TrackingEvalOptions& options, const FeatureExtractor& extractor,
+                                     const TrackingVideoCallback& on_video) {
   TrackingEvaluation result;
+  // Bad layers or timestep indices fail before any video is read.
+  if (!extractor) {
+    T4G_CHECK(components.transformer, "zero-shot tracking needs the transformer (or a feature extractor)");
+    check_probe_choice(components, options.tracker.layers, options.tracker.timestep_indices, options.tracker.num_steps);
+  }
   ProgressOptions progress_options;
   progress_options.unit = "videos";
-  progress_options.enabled = options.show_progress;
+  progress_options.enabled = options.show_progress && log_level() <= LogLevel::kInfo;
   ProgressBar progress("tracking", static_cast<int64_t>(source.count), progress_options);
   std::vector<std::map<std::string, double>> per_video;
   for (size_t i = 0; i < source.count; ++i) {
@@ -564,6 +570,7 @@ TrackingEvaluation evaluate_tracking(ModelComponents& components, const Tracking
     r.queries = std::move(q);
     per_video.push_back(r.metrics);
     T4G_DEBUG("tracking: ", v.name, " <delta_avg ", r.metrics.at("average_pts_within_thresh"), " in ", r.seconds, " s");
+    if (on_video) on_video(v, r);
     result.videos.push_back(std::move(r));
     progress.update();
   }

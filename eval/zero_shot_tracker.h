@@ -191,6 +191,10 @@ struct TrackingVideoResult {
   double seconds = 0;                    // tracking time
 };
 
+// Called after each video with the video (frames at their stored size) and its result: lets a
+// caller draw or save per-video output without evaluate_tracking keeping every video in memory.
+using TrackingVideoCallback = std::function<void(const TrackingVideo& video, const TrackingVideoResult& result)>;
+
 struct TrackingEvaluation {
   std::vector<TrackingVideoResult> videos;
   std::map<std::string, double> mean;  // unweighted mean over videos (NaN if any video's is NaN)
@@ -200,6 +204,7 @@ struct TrackingEvaluation {
 // and predictions rescaled by 256/W, 256/H; queries sampled per query_mode). The trainer calls
 // this every N steps on a held-out set, optionally with its refiner as `extractor`.
 TrackingEvaluation evaluate_tracking(ModelComponents& components, const TrackingVideoSource& source,
-                                     const TrackingEvalOptions& options, const FeatureExtractor& extractor = nullptr);
+                                     const TrackingEvalOptions& options, const FeatureExtractor& extractor = nullptr,
+                                     const TrackingVideoCallback& on_video = nullptr);
 
 }  // namespace t4g

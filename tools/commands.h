@@ -19,5 +19,7 @@ void register_vae(CLI::App& app);      // t4g vae encode|decode: safetensors thr
 // Adds `shards DIR` under the `inspect` subcommand (whose parent app register_inspect makes).
 void register_inspect_shards(CLI::App& inspect);
 void register_forward(CLI::App& app);  // t4g forward transformer: one forward from/to safetensors
+void register_track(CLI::App& app);    // t4g track: DiffTrack zero-shot tracking -> PRED.h5, METRICS.json, strips
+void register_analyze(CLI::App& app);  // t4g analyze: DiffTrack layer x timestep analysis -> CSV, heatmaps
 
 }  // namespace t4g::tools

@@ -46,6 +46,8 @@ int main(int argc, char** argv) {
   t4g::tools::register_vae(app);
   t4g::tools::register_inspect_shards(*t4g::tools::register_inspect(app));
   t4g::tools::register_forward(app);
+  t4g::tools::register_track(app);
+  t4g::tools::register_analyze(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
