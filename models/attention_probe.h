@@ -48,6 +48,10 @@ struct ProbeOptions {
   CagMode cag_mode = CagMode::kNone;               // how cag_layers attend
   std::vector<int64_t> cag_batch_indices;          // batch elements perturbed by CAG; empty = all
   std::map<int64_t, ResidualHook> residual_hooks;  // after block L: video hidden += hook(output)
+  // End the forward after the last layer that captures Q/K or hidden states (TransformerOutput's
+  // sample is then left undefined): feature extraction (tracking, analysis) does not pay for the
+  // blocks above its probes or the output head.
+  bool stop_after_last_capture = false;
 };
 
 // Tensors captured by a forward. query/key: [B, heads, text + video tokens, head_dim] in the

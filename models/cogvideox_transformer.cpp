@@ -425,8 +425,16 @@ TransformerOutput CogVideoXTransformer3DModelImpl::forward(const torch::Tensor& 
     T4G_CHECK(static_cast<bool>(hook), "residual hook at layer ", layer, " is empty");
   }
 
+  // The last block that must run when the caller wants captures only.
+  int64_t last_layer = c.num_layers - 1;
+  if (probes.stop_after_last_capture) {
+    last_layer = -1;
+    if (!probes.query_key_layers.empty()) last_layer = std::max(last_layer, *probes.query_key_layers.rbegin());
+    if (!probes.hidden_layers.empty()) last_layer = std::max(last_layer, *probes.hidden_layers.rbegin());
+  }
+
   TransformerOutput result;
-  for (int64_t i = 0; i < c.num_layers; ++i) {
+  for (int64_t i = 0; i <= last_layer; ++i) {
     BlockAttentionCall call;
     call.rope = rope.defined() ? &rope : nullptr;
     call.grid = grid;
@@ -448,6 +456,8 @@ TransformerOutput CogVideoXTransformer3DModelImpl::forward(const torch::Tensor& 
       hidden = hidden + add.to(hidden.scalar_type());
     }
   }
+
+  if (probes.stop_after_last_capture) return result;
 
   // 4. Output head (video tokens only) and unpatchify.
   hidden = linear_forward(proj_out, norm_out(norm_final(hidden), emb));

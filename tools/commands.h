@@ -22,5 +22,7 @@ void register_inspect_shards(CLI::App& inspect);
 void register_forward(CLI::App& app);  // t4g forward transformer: one forward from/to safetensors
 void register_sample(CLI::App& app);   // t4g sample: text-to-video with CFG / CAG to mp4 or HDF5
 void register_encode_text(CLI::App& app);  // t4g encode-text: prompts -> T5 embeddings (safetensors)
+void register_track(CLI::App& app);    // t4g track: DiffTrack zero-shot tracking -> PRED.h5, METRICS.json, strips
+void register_analyze(CLI::App& app);  // t4g analyze: DiffTrack layer x timestep analysis -> CSV, heatmaps
 
 }  // namespace t4g::tools

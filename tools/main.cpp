@@ -49,6 +49,8 @@ int main(int argc, char** argv) {
   t4g::tools::register_forward(app);
   t4g::tools::register_sample(app);
   t4g::tools::register_encode_text(app);
+  t4g::tools::register_track(app);
+  t4g::tools::register_analyze(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,27 @@
+// A minimal PNG writer (8-bit RGB or greyscale, no filtering, zlib "stored" deflate blocks) so
+// that heatmaps and track strips can be written on machines without OpenCV (the GPU machines).
+// Uncompressed deflate keeps it ~100 lines with nothing to get subtly wrong; the files are small
+// pictures, so their size does not matter. Also the two checksums PNG needs.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+
+namespace t4g {
+
+// CRC-32 (ISO 3309 / PNG chunk CRC, polynomial 0xEDB88320) of `size` bytes, continuing from `crc`
+// (pass 0 to start).
+uint32_t crc32(const uint8_t* data, size_t size, uint32_t crc = 0);
+
+// Adler-32 (zlib stream checksum) of `size` bytes, continuing from `adler` (pass 1 to start).
+uint32_t adler32(const uint8_t* data, size_t size, uint32_t adler = 1);
+
+// The PNG file bytes of uint8 `image` [H, W, 3] (RGB) or [H, W] (grey), on any device.
+std::string encode_png(const torch::Tensor& image);
+
+// encode_png written atomically to `path`; errors name the file and the tensor's shape.
+void write_png(const std::string& path, const torch::Tensor& image);
+
+}  // namespace t4g

@@ -1,0 +1,71 @@
+// t4g analyze: DiffTrack's analysis over a grid of layers x timesteps (matching accuracy of
+// query-key and hidden features, confidence and attention scores) -> CSV, heatmaps, best cell.
+#include <iostream>
+
+#include "common/safetensors.h"
+#include "eval/difftrack_analysis.h"
+#include "eval/track_run.h"
+#include "tools/commands.h"
+#include "tools/recipe_flags.h"
+
+namespace t4g::tools {
+
+void register_analyze(CLI::App& app) {
+  static RecipeFlags recipe;
+  static AnalysisOptions o;
+  static std::string model, data, out, readout = "reference", text_embedding;
+  static int64_t height = 0, width = 0, seed = 42;
+  static bool clean = false, no_hidden = false;
+  CLI::App* analyze = app.add_subcommand(
+      "analyze", "DiffTrack analysis: per layer x timestep matching accuracy, confidence and attention scores");
+  add_recipe_flags(analyze, recipe);
+  analyze->add_option("--model", model, "diffusers CogVideoX pipeline folder (default: the recipe's model, tiny if none)");
+  analyze->add_option("--data", data, "shard folder (index.json) or TAP-Vid .pkl with ground-truth tracks")->required();
+  analyze->add_option("--out", out, "output folder: ANALYSIS.csv, ANALYSIS.json, heatmap_*.png")->required();
+  analyze->add_option("--layers", o.layers, "blocks to analyse (default: all)");
+  analyze->add_option("--timestep-indices", o.timestep_indices, "indices into the --steps grid (default: all)");
+  analyze->add_option("--steps", o.num_steps, "inference steps of the timestep grid")->capture_default_str();
+  analyze->add_option("--frames", o.frames, "4k+1 frames per video (0 = as many as each video allows)");
+  analyze->add_option("--height", height, "model input height (default: the recipe's data.height)");
+  analyze->add_option("--width", width, "model input width (default: the recipe's data.width)");
+  analyze->add_option("--threshold", o.accuracy_threshold_px, "match radius in model-input pixels")->capture_default_str();
+  analyze->add_option("--readout", readout, "reference | exact")->check(CLI::IsMember({"reference", "exact"}));
+  analyze->add_flag("--clean", clean, "feed clean latents at every timestep (default: noised to it, as analyze_real.py)");
+  analyze->add_flag("--no-hidden", no_hidden, "skip the hidden-state matching");
+  analyze->add_option("--seed", seed, "noise seed")->capture_default_str();
+  analyze->add_option("--max-videos", o.max_videos, "analyse only the first N videos (0 = all)");
+  analyze->add_option("--text-embedding", text_embedding, "safetensors file with the empty prompt's T5 embedding");
+  analyze->callback([] {
+    Config config = load_recipe(recipe);
+    if (!model.empty()) config.model.path = model;
+    o.height = height > 0 ? height : config.data.height;
+    o.width = width > 0 ? width : config.data.width;
+    o.reference_readout = readout == "reference";
+    o.add_noise = !clean;
+    o.hidden_features = !no_hidden;
+    o.seed = static_cast<uint64_t>(seed);
+    if (!text_embedding.empty()) {
+      const auto tensors = load_safetensors(text_embedding);
+      const auto it = tensors.find("text_embedding");
+      ErrorContext ctx;
+      ctx.file = text_embedding;
+      ctx.key = "text_embedding";
+      T4G_CHECK_CTX(it != tensors.end() || tensors.size() == 1, ctx, "no tensor 'text_embedding' (and more than one tensor)");
+      o.text_embedding = it != tensors.end() ? it->second : tensors.begin()->second;
+    }
+    const TrackInputKind kind = detect_track_input(data);
+    T4G_CHECK(kind != TrackInputKind::kVideo, "t4g analyze needs ground-truth tracks: --data must be a shard folder or a TAP-Vid .pkl (got ",
+              data, ")");
+    const TrackingVideoSource source =
+        kind == TrackInputKind::kTapVid ? tracking_videos_from_tapvid(data, o.max_videos) : tracking_videos_from_shards(data, o.max_videos);
+    ModelComponents components = load_model_components(config.model, static_cast<uint64_t>(config.run.seed));
+    const AnalysisResult result = analyze_difftrack(components, source, o);
+    const Json doc = write_analysis(out, result);
+    std::cout << "best (harmonic mean): layer " << doc["best_harmonic_mean"]["layer"] << ", timestep index "
+              << doc["best_harmonic_mean"]["timestep_index"] << "; best query-key accuracy: layer "
+              << doc["best_qk_accuracy"]["layer"] << ", timestep index " << doc["best_qk_accuracy"]["timestep_index"]
+              << " (" << doc["best_qk_accuracy"]["qk_accuracy"] << " %)\n";
+  });
+}
+
+}  // namespace t4g::tools
