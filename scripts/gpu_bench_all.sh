@@ -55,8 +55,8 @@ lane3() {  # 5B: LoRA memory, blocks; zero-shot tracking and motion transfer whe
   run lane3 train5b_lora_small_refiner $B/bench_train --preset 5b --trainable lora --checkpointing 1 --refiner-layers 2
   run lane3 train5b_lora_norefiner $B/bench_train --preset 5b --trainable lora --checkpointing 1 --refiner 0
   if [ -x $B/bench_track ]; then
-    run lane3 track $B/bench_track --full
-    run lane3 track_ref python3 bench/bench_track_ref.py --full
+    run lane3 track $B/bench_track --full --iters 2 --warmup 1
+    run lane3 track_ref python3 bench/bench_track_ref.py --full --iters 2 --warmup 1
   fi
   if [ -x $B/bench_transfer ]; then
     run lane3 transfer $B/bench_transfer --full
@@ -75,7 +75,7 @@ phase_scaling() {  # samples/s per GPU of the 2B step (full fine-tune, checkpoin
   for n in 1 2 4; do
     run scaling "t4grun_$n" $B/t4grun --standalone --nproc-per-node $n $B/bench_train $args
   done
-  run scaling torchrun_2 python3 -m torch.distributed.run --standalone --nproc-per-node 2 $B/bench_train $args
+  run scaling torchrun_2 python3 -m torch.distributed.run --standalone --nproc-per-node 2 --no-python $B/bench_train $args
 }
 
 for phase in "${@:-all}"; do
