@@ -1,13 +1,17 @@
 // Tracking evaluation during training (see tracking_eval.h).
 #include "train/tracking_eval.h"
 
+#include <array>
 #include <cmath>
 
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/rng.h"
+#include "losses/correspondence_loss.h"
 #include "eval/tapvid_metrics.h"
 #include "eval/zero_shot_tracker.h"
 #include "train/communicator.h"
+#include "train/training_step.h"
 
 namespace t4g {
 namespace {
@@ -35,6 +39,57 @@ FeatureExtractor refiner_extractor(const Config& c, TrainingModel& m) {
     const TokenGrid grid = mc.transformer->token_grid(latents.size(1), latents.size(3), latents.size(4));
     return m.refiner->forward(out.captured.hidden.at(block), grid).to(torch::kFloat32);  // [T, C, h, w]
   };
+}
+
+// The refiner's own measure on a held-out clip, in the training pipeline's terms: the clip encoded
+// with the VAE's temporal compression, the forward at the evaluation timestep, the refined map,
+// then the correspondence loss's soft-argmax for every track visible at frame 0 against every
+// other latent frame (latent k <-> frame 4k). Returns (sum of per-pair errors in 256x256 raster
+// pixels, number of pairs, sum over thresholds 1..16 of hits) so callers can pool videos.
+struct SoftArgmaxTally {
+  double error_sum = 0;
+  double pairs = 0;
+  std::array<double, 5> within{};  // 1, 2, 4, 8, 16 px at 256x256
+};
+
+SoftArgmaxTally refined_soft_argmax(const Config& c, TrainingModel& m, const TrackingVideo& v) {
+  torch::NoGradGuard no_grad;
+  ModelComponents& mc = m.components;
+  SoftArgmaxTally tally;
+  const int64_t ratio = mc.vae->config().temporal_compression_ratio;
+  const int64_t frames = ((v.frames.size(0) - 1) / ratio) * ratio + 1;  // the longest 4k+1 prefix
+  if (frames < 1 + ratio) return tally;
+  const torch::Tensor latents = encode_frames_to_latents(mc.vae, v.frames.narrow(0, 0, frames).unsqueeze(0));
+  const int64_t t = mc.scheduler.set_timesteps(50)[c.eval.timestep_index].item<int64_t>();
+  const int64_t block = m.refiner->config().block;
+  ProbeOptions probes;
+  probes.hidden_layers = {block};
+  probes.stop_after_last_capture = true;
+  TransformerForwardOptions fo;
+  fo.probes = &probes;
+  const TransformerOutput out = mc.transformer->forward(
+      latents, tiny_text_embeddings(mc, 1), torch::full({1}, t, torch::TensorOptions().dtype(torch::kLong).device(mc.device)), fo);
+  const TokenGrid grid = mc.transformer->token_grid(latents.size(1), latents.size(3), latents.size(4));
+  const torch::Tensor map = m.refiner->forward(out.captured.hidden.at(block), grid).to(torch::kFloat32);
+  const torch::Tensor features = map.view({1, grid.frames, map.size(1), map.size(2), map.size(3)});
+  CorrespondenceLossOptions o = correspondence_options(c.loss, ratio);
+  o.num_query_points = v.tracks.size(0);  // every track
+  o.query_frame = QueryFrameRule::kFirst;
+  o.target_frames = TargetFrameRule::kAllOthers;
+  const torch::Tensor tracks = v.tracks.narrow(1, 0, frames).unsqueeze(0).to(mc.device);
+  const torch::Tensor vis = v.visibility.narrow(1, 0, frames).unsqueeze(0).to(mc.device);
+  const torch::Tensor mask = torch::ones({1, v.tracks.size(0)}, torch::TensorOptions().dtype(torch::kBool).device(mc.device));
+  const CorrespondenceQueries q = sample_correspondence_queries(tracks, vis, mask, grid.frames, o, make_generator(0, {7}));
+  const CorrespondenceResult r = correspondence_loss(features, q, o);
+  const double sx = 256.0 / static_cast<double>(v.frames.size(2)), sy = 256.0 / static_cast<double>(v.frames.size(1));
+  const torch::Tensor scale = torch::tensor({static_cast<float>(sx), static_cast<float>(sy)}).to(mc.device);
+  const torch::Tensor err = ((r.predicted_xy - q.target_xy.to(r.predicted_xy.device())) * scale).norm(2, -1);  // [1, Q, F]
+  const torch::Tensor valid = q.valid.to(err.device());
+  tally.pairs = valid.sum().item<double>();
+  tally.error_sum = err.masked_select(valid).sum().item<double>();
+  const double thresholds[5] = {1, 2, 4, 8, 16};
+  for (int i = 0; i < 5; ++i) tally.within[i] = (err < thresholds[i]).logical_and(valid).sum().item<double>();
+  return tally;
 }
 
 }  // namespace
@@ -79,7 +134,17 @@ std::map<std::string, double> evaluate_model_tracking(const Config& c, TrainingM
     }
   };
   accumulate("qk/", evaluate_tracking(m.components, mine, o));
-  if (m.refiner) accumulate("refined/", evaluate_tracking(m.components, mine, o, refiner_extractor(c, m)));
+  double soft_pairs = 0, soft_error = 0;
+  std::array<double, 5> soft_within{};
+  if (m.refiner) {
+    accumulate("refined/", evaluate_tracking(m.components, mine, o, refiner_extractor(c, m)));
+    for (size_t i = 0; i < mine.count; ++i) {
+      const SoftArgmaxTally t = refined_soft_argmax(c, m, mine.load(i));
+      soft_pairs += t.pairs;
+      soft_error += t.error_sum;
+      for (int k = 0; k < 5; ++k) soft_within[k] += t.within[k];
+    }
+  }
   m.components.transformer->train(was_training);
   if (m.refiner) m.refiner->train();
 
@@ -95,6 +160,23 @@ std::map<std::string, double> evaluate_model_tracking(const Config& c, TrainingM
   std::map<std::string, double> mean;
   for (size_t i = 0; i < keys.size(); ++i) {
     mean[keys[i]] = values[static_cast<int64_t>(i)].item<double>() / static_cast<double>(std::max<size_t>(1, all.count));
+  }
+  if (m.refiner) {
+    // Pooled over every (track, frame) pair of every video: [pairs, error, within x5].
+    torch::Tensor soft = torch::tensor({soft_pairs, soft_error, soft_within[0], soft_within[1], soft_within[2],
+                                        soft_within[3], soft_within[4]},
+                                       torch::kFloat64);
+    if (comm != nullptr && world_size > 1) comm->all_reduce(soft, ReduceOp::kSum);
+    const double pairs = std::max(1.0, soft[0].item<double>());
+    mean["refined_softargmax/pixel_error"] = soft[1].item<double>() / pairs;
+    double avg = 0;
+    const char* names[5] = {"pts_within_1", "pts_within_2", "pts_within_4", "pts_within_8", "pts_within_16"};
+    for (int k = 0; k < 5; ++k) {
+      const double frac = soft[2 + k].item<double>() / pairs;
+      mean[std::string("refined_softargmax/") + names[k]] = frac;
+      avg += frac / 5.0;
+    }
+    mean["refined_softargmax/average_pts_within_thresh"] = avg;
   }
   return mean;
 }

@@ -17,7 +17,13 @@ namespace t4g {
 class Communicator;
 
 // Metrics named "qk/<tapnet metric>" and "refined/<tapnet metric>" (the latter when the model
-// has a refiner), averaged over the held-out videos.
+// has a refiner), averaged over the held-out videos; plus, with a refiner,
+// "refined_softargmax/{pixel_error, pts_within_N, average_pts_within_thresh}": the refined
+// features read out as the correspondence loss reads them (the clip encoded with the VAE's
+// temporal compression, soft-argmax, latent k <-> frame 4k, tracks visible at frame 0), errors in
+// 256x256 raster pixels pooled over all (track, frame) pairs. The zero-shot tracker's protocol
+// (each frame its own latent, argmax at cell resolution) is the first; this one measures what
+// the refiner is trained for.
 std::map<std::string, double> evaluate_model_tracking(const Config& config, TrainingModel& model,
                                                       const std::string& heldout, int rank = 0, int world_size = 1,
                                                       Communicator* comm = nullptr);
