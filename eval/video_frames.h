@@ -1,0 +1,17 @@
+// Validation of decoded videos as t4g passes them around in memory and on disk: uint8 RGB frames
+// [T, H, W, 3] (ARCHITECTURE.md, "Frames on disk"). One check so that every metric that takes
+// frames reports a bad tensor with the same one-line error.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+
+namespace t4g {
+
+// Throws t4g::Error naming `what` (a tensor or file name) unless `frames` is a defined uint8
+// tensor [T, H, W, 3] with T >= min_frames and H, W >= 1.
+void check_video_frames(const torch::Tensor& frames, const std::string& what, int64_t min_frames = 1);
+
+}  // namespace t4g
