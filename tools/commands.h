@@ -22,5 +22,6 @@ void register_inspect_shards(CLI::App& inspect);
 void register_forward(CLI::App& app);  // t4g forward transformer: one forward from/to safetensors
 void register_sample(CLI::App& app);   // t4g sample: text-to-video with CFG / CAG to mp4 or HDF5
 void register_encode_text(CLI::App& app);  // t4g encode-text: prompts -> T5 embeddings (safetensors)
+void register_vbench(CLI::App& app);       // t4g vbench: VBench dimensions of HDF5 videos
 
 }  // namespace t4g::tools

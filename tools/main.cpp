@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   t4g::tools::register_forward(app);
   t4g::tools::register_sample(app);
   t4g::tools::register_encode_text(app);
+  t4g::tools::register_vbench(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
