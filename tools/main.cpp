@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   t4g::tools::register_encode_text(app);
   t4g::tools::register_track(app);
   t4g::tools::register_analyze(app);
+  t4g::tools::register_vbench(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,181 @@
+// VBench dimensions over a set of videos. Videos are scored one at a time by an accumulator, so
+// `t4g vbench` on a folder holds one decoded video in memory, not all of them.
+#include "eval/vbench_scores.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "eval/vbench_temporal_flickering.h"
+#include "eval/video_frames.h"
+
+namespace t4g {
+
+std::string vbench_dimension_name(VbenchDimension dimension) {
+  switch (dimension) {
+    case VbenchDimension::kTemporalFlickering:
+      return "temporal_flickering";
+    case VbenchDimension::kSubjectConsistency:
+      return "subject_consistency";
+  }
+  return "unknown";
+}
+
+VbenchDimension parse_vbench_dimension(const std::string& name) {
+  if (name == "temporal_flickering") return VbenchDimension::kTemporalFlickering;
+  if (name == "subject_consistency") return VbenchDimension::kSubjectConsistency;
+  ErrorContext ctx;
+  ctx.key = "dims";
+  ctx.expected = "temporal_flickering or subject_consistency";
+  ctx.got = name;
+  throw Error("unknown VBench dimension", ctx);
+}
+
+std::vector<VbenchDimension> parse_vbench_dimensions(const std::string& list) {
+  std::vector<VbenchDimension> out;
+  size_t begin = 0;
+  while (begin <= list.size()) {
+    const size_t end = std::min(list.find(',', begin), list.size());
+    const VbenchDimension d = parse_vbench_dimension(list.substr(begin, end - begin));
+    ErrorContext ctx;
+    ctx.key = "dims";
+    ctx.got = list;
+    T4G_CHECK_CTX(std::find(out.begin(), out.end(), d) == out.end(), ctx,
+                  "VBench dimension listed twice: ", vbench_dimension_name(d));
+    out.push_back(d);
+    begin = end + 1;
+  }
+  return out;
+}
+
+Json VbenchReport::to_json() const {
+  Json per = Json::object();
+  for (size_t i = 0; i < names.size(); ++i) per[names[i]] = per_video[i];
+  Json protocol = Json::object();
+  if (mean.count("temporal_flickering")) {
+    protocol["temporal_flickering"] = {
+        {"static_filter", false}, {"aggregate", "mean over the videos given (VBench: over static-filtered videos)"}};
+  }
+  if (mean.count("subject_consistency")) {
+    protocol["subject_consistency"] = {
+        {"aggregate", "frame_weighted (VBench single process)"},
+        {"preprocessing", "dino_transform(224): bilinear short-side resize, antialias=False"}};
+  }
+  return {{"videos", names.size()}, {"per_video", per}, {"mean", mean}, {"protocol", protocol}};
+}
+
+namespace {
+
+// Scores videos one at a time and keeps what the aggregates need.
+class VbenchAccumulator {
+ public:
+  explicit VbenchAccumulator(const VbenchOptions& options) : options_(options), dino_(options.dino) {
+    T4G_CHECK(!options_.dimensions.empty(), "VBench: no dimensions to compute");
+    const bool needs_dino = std::find(options_.dimensions.begin(), options_.dimensions.end(),
+                                      VbenchDimension::kSubjectConsistency) != options_.dimensions.end();
+    if (needs_dino && !dino_) {
+      ErrorContext ctx;
+      ctx.key = "dino";
+      ctx.expected = "DINO ViT-B/16 weights (.safetensors)";
+      T4G_CHECK_CTX(!options_.dino_weights.empty(), ctx, "subject_consistency needs DINO weights (--dino)");
+      dino_ = load_dino_vit(options_.dino_weights, torch::Device(options_.device));
+    }
+  }
+
+  void add(const std::string& name, const torch::Tensor& frames) {
+    check_video_frames(frames, name, 2);
+    std::map<std::string, double> scores;
+    for (VbenchDimension d : options_.dimensions) {
+      if (d == VbenchDimension::kTemporalFlickering) {
+        const double s = temporal_flickering(frames);
+        flickering_.push_back(s);
+        scores[vbench_dimension_name(d)] = s;
+      } else {
+        const SubjectConsistencyResult r = subject_consistency(dino_, frames, options_.subject);
+        subject_.push_back(r);
+        scores[vbench_dimension_name(d)] = r.score;
+      }
+    }
+    report_.names.push_back(name);
+    report_.per_video.push_back(std::move(scores));
+  }
+
+  VbenchReport finish() {
+    T4G_CHECK(!report_.names.empty(), "VBench: no videos to score");
+    for (VbenchDimension d : options_.dimensions) {
+      report_.mean[vbench_dimension_name(d)] = d == VbenchDimension::kTemporalFlickering
+                                                   ? temporal_flickering_mean(flickering_)
+                                                   : subject_consistency_frame_weighted(subject_);
+    }
+    return report_;
+  }
+
+ private:
+  const VbenchOptions& options_;
+  DinoVit dino_;
+  std::vector<double> flickering_;
+  std::vector<SubjectConsistencyResult> subject_;
+  VbenchReport report_;
+};
+
+std::string default_video_name(size_t index) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "video_%04zu", index);
+  return buffer;
+}
+
+}  // namespace
+
+VbenchReport vbench_report(const std::vector<torch::Tensor>& videos, const std::vector<std::string>& names,
+                           const VbenchOptions& options) {
+  T4G_CHECK(names.empty() || names.size() == videos.size(), "VBench: ", names.size(), " names for ", videos.size(),
+            " videos");
+  VbenchAccumulator accumulator(options);
+  for (size_t i = 0; i < videos.size(); ++i) {
+    accumulator.add(names.empty() ? default_video_name(i) : names[i], videos[i]);
+  }
+  return accumulator.finish();
+}
+
+std::map<std::string, double> vbench_scores(const std::vector<torch::Tensor>& videos, const VbenchOptions& options) {
+  return vbench_report(videos, {}, options).mean;
+}
+
+std::vector<std::string> list_vbench_videos(const std::string& path) {
+  ErrorContext ctx;
+  ctx.file = path;
+  T4G_CHECK_CTX(path_exists(path), ctx, "videos not found");
+  if (!is_directory(path)) return {path};
+  std::vector<std::string> files;
+  for (const std::string& name : list_dir(path)) {
+    if (name.size() > 3 && name.compare(name.size() - 3, 3, ".h5") == 0) files.push_back(path_join(path, name));
+  }
+  std::sort(files.begin(), files.end());
+  ctx.expected = "HDF5 videos (*.h5 with dataset frames)";
+  ctx.got = "none";
+  T4G_CHECK_CTX(!files.empty(), ctx, "no videos in the folder");
+  return files;
+}
+
+VbenchReport vbench_files(const VbenchFileOptions& options) {
+  const std::vector<std::string> files = list_vbench_videos(options.videos);
+  VbenchAccumulator accumulator(options.vbench);
+  for (const std::string& file : files) {
+    const torch::Tensor frames = read_frames_h5(file);
+    try {
+      accumulator.add(file_stem(file), frames);
+    } catch (const Error& e) {
+      ErrorContext ctx = e.context();
+      ctx.file = file;
+      throw Error(e.message(), ctx);
+    }
+    T4G_DEBUG("vbench: scored ", file);
+  }
+  VbenchReport report = accumulator.finish();
+  if (!options.out.empty()) write_json(options.out, report.to_json());
+  return report;
+}
+
+}  // namespace t4g

@@ -1,0 +1,99 @@
+// `t4g vbench` on HDF5 videos written here (the layout `t4g sample` writes), with the tiny DINO ViT
+// of tests/fixtures/vbench: values against VBench's (fixture), and its one-line errors.
+#include <gtest/gtest.h>
+
+#include "common/fs.h"
+#include "common/hdf5.h"
+#include "common/json.h"
+#include "common/safetensors.h"
+#include "eval/vbench_temporal_flickering.h"
+#include "tests/testing.h"
+
+namespace t4g {
+namespace {
+
+void write_video(const std::string& path, const torch::Tensor& frames) {
+  h5::File file = h5::File::create(path);
+  file.root().write("frames", frames);
+  file.commit();
+}
+
+TEST(VbenchCli, ScoresAFolderOfVideosAsVBench) {
+  testing::TempDir dir;
+  const auto data = load_safetensors(testing::fixture("vbench/subject_consistency.safetensors"));
+  make_dirs(dir.file("videos"));
+  const char* names[] = {"a", "b", "c"};
+  for (int i = 0; i < 3; ++i) {
+    write_video(dir.file("videos/") + names[i] + ".h5", data.at("video_" + std::to_string(i)));
+  }
+  testing::write_file(dir.file("videos/notes.txt"), "not a video");
+  const std::string dino = testing::fixture("vbench/dino_tiny.safetensors");
+  const auto r = testing::run_command(testing::program("t4g") + " vbench --videos " + dir.file("videos") +
+                                      " --dims temporal_flickering,subject_consistency --dino " + dino +
+                                      " --batch 2 --out " + dir.file("m.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json m = read_json(dir.file("m.json"));
+  const Json expected = read_json(testing::fixture("vbench/expected.json"))["subject_consistency"];
+  EXPECT_EQ(m["videos"].get<int>(), 3);
+  // VBench's values on the same videos with the same tiny ViT: 1e-5 (fp32 features).
+  EXPECT_NEAR(m["mean"]["subject_consistency"].get<double>(), expected["frame_weighted"].get<double>(), 1e-5);
+  double flicker = 0;
+  for (int i = 0; i < 3; ++i) {
+    const Json& v = m["per_video"][names[i]];
+    EXPECT_NEAR(v["subject_consistency"].get<double>(), expected["per_video"][i].get<double>(), 1e-5);
+    const double tf = temporal_flickering(data.at("video_" + std::to_string(i)));
+    EXPECT_NEAR(v["temporal_flickering"].get<double>(), tf, 1e-12);  // JSON round trip of a double
+    flicker += tf / 3;
+  }
+  EXPECT_NEAR(m["mean"]["temporal_flickering"].get<double>(), flicker, 1e-12);
+}
+
+TEST(VbenchCli, ErrorsAreOneLineNamingTheFile) {
+  testing::TempDir dir;
+  write_video(dir.file("v.h5"), torch::randint(0, 256, {3, 16, 16, 3}, torch::kUInt8));
+  const std::string t4g = testing::program("t4g") + " vbench --videos ";
+  auto one_line = [](const std::string& err) { return err.find('\n') == err.size() - 1; };
+
+  // Temporal flickering alone needs no model; one file works as well as a folder.
+  auto r = testing::run_command(t4g + dir.file("v.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"temporal_flickering\""), std::string::npos) << r.out;
+
+  const std::string absent = dir.file("absent_dino.safetensors");
+  r = testing::run_command(t4g + dir.file("v.h5") + " --dims subject_consistency --dino " + absent);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("DINO weights file not found"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(absent), std::string::npos) << r.err;
+  EXPECT_TRUE(one_line(r.err)) << r.err;
+
+  r = testing::run_command(t4g + dir.file("v.h5") + " --dims subject_consistency");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--dino"), std::string::npos) << r.err;
+
+  r = testing::run_command(t4g + dir.file("v.h5") + " --dims dynamic_degree");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("dynamic_degree"), std::string::npos) << r.err;
+
+  h5::File other = h5::File::create(dir.file("other.h5"));
+  other.root().write("video", torch::zeros({3, 4, 4, 3}, torch::kUInt8));
+  other.commit();
+  r = testing::run_command(t4g + dir.file("other.h5"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("other.h5"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("frames"), std::string::npos) << r.err;
+  EXPECT_TRUE(one_line(r.err)) << r.err;
+
+  write_video(dir.file("single.h5"), torch::zeros({1, 4, 4, 3}, torch::kUInt8));
+  r = testing::run_command(t4g + dir.file("single.h5"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("single.h5"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("too few frames"), std::string::npos) << r.err;
+
+  make_dirs(dir.file("empty"));
+  r = testing::run_command(t4g + dir.file("empty"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("no videos"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace t4g

@@ -1,0 +1,82 @@
+// eval/vbench_scores: dimension parsing, per-video values and VBench's aggregates over a set of
+// videos, and the errors a caller sees (missing DINO weights, bad videos).
+#include "eval/vbench_scores.h"
+
+#include <gtest/gtest.h>
+
+#include "common/json.h"
+#include "common/safetensors.h"
+#include "eval/vbench_temporal_flickering.h"
+#include "tests/testing.h"
+
+namespace t4g {
+namespace {
+
+std::vector<torch::Tensor> subject_videos() {
+  const auto data = load_safetensors(testing::fixture("vbench/subject_consistency.safetensors"));
+  return {data.at("video_0"), data.at("video_1"), data.at("video_2")};
+}
+
+TEST(VbenchScores, ParsesDimensions) {
+  const auto dims = parse_vbench_dimensions("subject_consistency,temporal_flickering");
+  ASSERT_EQ(dims.size(), 2u);
+  EXPECT_EQ(dims[0], VbenchDimension::kSubjectConsistency);
+  EXPECT_EQ(vbench_dimension_name(dims[1]), "temporal_flickering");
+  EXPECT_NE(testing::error_of([] {
+              parse_vbench_dimensions("temporal_flickering,motion_smoothness");
+            }).find("motion_smoothness"),
+            std::string::npos);
+  EXPECT_NE(testing::error_of([] { parse_vbench_dimensions("temporal_flickering,temporal_flickering"); }).find("twice"),
+            std::string::npos);
+  EXPECT_NE(testing::error_of([] { parse_vbench_dimensions(""); }), "");
+}
+
+// The aggregates equal VBench's (fixture values: 1e-5, fp32 features) and the per-video values
+// equal the single-video functions exactly.
+TEST(VbenchScores, AggregatesAreVBenchs) {
+  VbenchOptions options;
+  options.dimensions = {VbenchDimension::kTemporalFlickering, VbenchDimension::kSubjectConsistency};
+  options.dino_weights = testing::fixture("vbench/dino_tiny.safetensors");
+  const auto videos = subject_videos();
+  const VbenchReport report = vbench_report(videos, {}, options);
+  ASSERT_EQ(report.names.size(), 3u);
+  EXPECT_EQ(report.names[1], "video_0001");
+  const Json expected = read_json(testing::fixture("vbench/expected.json"))["subject_consistency"];
+  EXPECT_NEAR(report.mean.at("subject_consistency"), expected["frame_weighted"].get<double>(), 1e-5);
+  double flicker = 0;
+  for (size_t i = 0; i < videos.size(); ++i) {
+    EXPECT_EQ(report.per_video[i].at("temporal_flickering"), temporal_flickering(videos[i]));
+    EXPECT_NEAR(report.per_video[i].at("subject_consistency"), expected["per_video"][i].get<double>(), 1e-5);
+    flicker += temporal_flickering(videos[i]) / 3;
+  }
+  EXPECT_NEAR(report.mean.at("temporal_flickering"), flicker, 1e-12);
+  // The trainer's entry point with an already loaded model gives the same aggregates.
+  VbenchOptions loaded = options;
+  loaded.dino_weights.clear();
+  loaded.dino = load_dino_vit(options.dino_weights);
+  const auto scores = vbench_scores(videos, loaded);
+  EXPECT_EQ(scores.size(), 2u);
+  EXPECT_EQ(scores.at("subject_consistency"), report.mean.at("subject_consistency"));
+  const Json json = report.to_json();
+  EXPECT_EQ(json["per_video"].size(), 3u);
+  EXPECT_FALSE(json["protocol"]["temporal_flickering"]["static_filter"].get<bool>());
+}
+
+TEST(VbenchScores, Errors) {
+  VbenchOptions options;
+  options.dimensions = {VbenchDimension::kSubjectConsistency};
+  const auto videos = subject_videos();
+  EXPECT_NE(testing::error_of([&] { vbench_scores(videos, options); }).find("--dino"), std::string::npos);
+  options.dino_weights = "/nonexistent/dino.safetensors";
+  const std::string missing = testing::error_of([&] { vbench_scores(videos, options); });
+  EXPECT_NE(missing.find("/nonexistent/dino.safetensors"), std::string::npos) << missing;
+  options.dimensions = {VbenchDimension::kTemporalFlickering};
+  const std::string one_frame = testing::error_of([&] {
+    vbench_report({torch::zeros({1, 4, 4, 3}, torch::kUInt8)}, {"short"}, options);
+  });
+  EXPECT_NE(one_frame.find("short"), std::string::npos) << one_frame;
+  EXPECT_NE(testing::error_of([&] { vbench_scores({}, options); }).find("no videos"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace t4g
