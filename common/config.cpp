@@ -169,6 +169,12 @@ void visit_fields(V& v, EvalConfig& c) {
   v.field("layer", c.layer, "query-key probe layer for zero-shot tracking (-1 = the refiner's block)", at_least(-1));
   v.field("timestep_index", c.timestep_index, "index into the 50 inference timesteps (49 = t 19, DiffTrack's)",
           between(0, 49));
+  v.field("vbench_videos", c.vbench_videos,
+          "videos sampled at each evaluation (empty prompt, the backbone as diffusers loads it) and scored with VBench's "
+          "temporal flickering (0 = off)",
+          between(0, 10000));
+  v.field("sample_steps", c.sample_steps, "denoising steps of the VBench samples", between(1, 1000));
+  v.field("dino", c.dino, "DINO ViT-B/16 safetensors: also score VBench's subject consistency (\"\" = flickering only)");
 }
 
 template <typename V>

@@ -127,6 +127,9 @@ struct EvalConfig {
   int64_t videos = 2;                // held-out videos evaluated (synthetic: generated with another seed)
   int64_t layer = -1;                // query-key probe layer (-1 = the refiner's block)
   int64_t timestep_index = 49;       // index into the 50 inference timesteps (49 = t 19)
+  int64_t vbench_videos = 0;         // videos sampled (empty prompt, backbone alone) for VBench dimensions (0 = off)
+  int64_t sample_steps = 50;         // denoising steps of those samples
+  std::string dino;                  // DINO ViT-B/16 safetensors: adds subject_consistency ("" = flickering only)
 };
 
 // The whole recipe.

@@ -8,7 +8,10 @@
 #include "common/log.h"
 #include "common/rng.h"
 #include "losses/correspondence_loss.h"
+#include "models/text_encoder.h"
+#include "eval/sampler.h"
 #include "eval/tapvid_metrics.h"
+#include "eval/vbench_scores.h"
 #include "eval/zero_shot_tracker.h"
 #include "train/communicator.h"
 #include "train/training_step.h"
@@ -91,6 +94,8 @@ SoftArgmaxTally refined_soft_argmax(const Config& c, TrainingModel& m, const Tra
   for (int i = 0; i < 5; ++i) tally.within[i] = (err < thresholds[i]).logical_and(valid).sum().item<double>();
   return tally;
 }
+
+constexpr uint64_t kStreamVbench = 8;  // seed stream of the VBench samples
 
 }  // namespace
 
@@ -181,10 +186,64 @@ std::map<std::string, double> evaluate_model_tracking(const Config& c, TrainingM
   return mean;
 }
 
+std::map<std::string, double> evaluate_model_vbench(const Config& c, TrainingModel& m, int rank, int world_size,
+                                                    Communicator* comm) {
+  std::map<std::string, double> out;
+  if (c.eval.vbench_videos <= 0) return out;
+  ModelComponents& mc = m.components;
+  // Empty prompts, as DiffTrack's and VBench's unconditional checks: zeros for models without a
+  // text encoder, else T5 of "" (encoded once per call).
+  PromptEmbeddings prompts;
+  if (mc.has_random_weights()) {
+    prompts.positive = tiny_text_embeddings(mc, 1);
+  } else {
+    TextEncoder encoder = TextEncoder::load(c.model.path, mc.device, mc.dtype);
+    prompts.positive = encoder.encode({""}, mc.text_tokens);
+  }
+  prompts.negative = prompts.positive;
+  SampleOptions so;
+  so.steps = c.eval.sample_steps;
+  so.guidance_scale = 1.0;  // identical prompts: CFG would only double the work
+  so.frames = c.data.frames;
+  so.height = c.data.height;
+  so.width = c.data.width;
+  so.progress = false;
+  std::vector<torch::Tensor> videos;
+  const bool was_training = mc.transformer->is_training();
+  mc.transformer->eval();
+  for (int64_t i = rank; i < c.eval.vbench_videos; i += world_size) {
+    so.seed = derive_seed(static_cast<uint64_t>(c.run.seed), {kStreamVbench, static_cast<uint64_t>(i)});
+    videos.push_back(sample_video(mc, prompts, so).frames.select(0, 0));
+  }
+  mc.transformer->train(was_training);
+  VbenchOptions vo;
+  if (!c.eval.dino.empty()) {
+    vo.dimensions.push_back(VbenchDimension::kSubjectConsistency);
+    vo.dino_weights = c.eval.dino;
+    vo.device = mc.device.str();
+  }
+  // Per-rank sums of per-video scores (every video has the same frame count, so VBench's
+  // frame-weighted aggregate is the plain mean), then the mean over all videos.
+  torch::Tensor sums = torch::zeros({static_cast<int64_t>(vo.dimensions.size())}, torch::kFloat64);
+  if (!videos.empty()) {
+    const std::map<std::string, double> scores = vbench_scores(videos, vo);
+    for (size_t d = 0; d < vo.dimensions.size(); ++d) {
+      sums[static_cast<int64_t>(d)] = scores.at(vbench_dimension_name(vo.dimensions[d])) * static_cast<double>(videos.size());
+    }
+  }
+  if (comm != nullptr && world_size > 1) comm->all_reduce(sums, ReduceOp::kSum);
+  for (size_t d = 0; d < vo.dimensions.size(); ++d) {
+    out["vbench/" + vbench_dimension_name(vo.dimensions[d])] =
+        sums[static_cast<int64_t>(d)].item<double>() / static_cast<double>(c.eval.vbench_videos);
+  }
+  return out;
+}
+
 EvaluationHook make_tracking_eval_hook(const Config& c, const std::string& heldout, int rank, int world_size,
                                        Communicator* comm) {
   return [c, heldout, rank, world_size, comm](TrainingModel& m, int64_t step) {
-    const auto metrics = evaluate_model_tracking(c, m, heldout, rank, world_size, comm);
+    auto metrics = evaluate_model_tracking(c, m, heldout, rank, world_size, comm);
+    for (const auto& kv : evaluate_model_vbench(c, m, rank, world_size, comm)) metrics.insert(kv);
     if (rank == 0) {
       T4G_INFO("eval @ step ", step, ": query-key AJ ", metrics.count("qk/average_jaccard") ? metrics.at("qk/average_jaccard") : NAN,
                ", <delta_avg ", metrics.count("qk/average_pts_within_thresh") ? metrics.at("qk/average_pts_within_thresh") : NAN,

@@ -28,7 +28,14 @@ std::map<std::string, double> evaluate_model_tracking(const Config& config, Trai
                                                       const std::string& heldout, int rank = 0, int world_size = 1,
                                                       Communicator* comm = nullptr);
 
-// The trainer's hook around evaluate_model_tracking for `config`.
+// VBench dimensions of eval.vbench_videos videos sampled from the current backbone (empty prompt,
+// eval.sample_steps steps, without the refiner's residual: the model as diffusers loads the
+// export): "vbench/temporal_flickering", plus "vbench/subject_consistency" with eval.dino. Videos
+// are split over ranks. Empty when eval.vbench_videos is 0.
+std::map<std::string, double> evaluate_model_vbench(const Config& config, TrainingModel& model, int rank = 0,
+                                                    int world_size = 1, Communicator* comm = nullptr);
+
+// The trainer's hook: evaluate_model_tracking plus evaluate_model_vbench for `config`.
 EvaluationHook make_tracking_eval_hook(const Config& config, const std::string& heldout, int rank = 0,
                                        int world_size = 1, Communicator* comm = nullptr);
 
