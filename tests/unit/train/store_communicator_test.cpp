@@ -434,8 +434,11 @@ TEST(MakeCommunicator, NcclWorldSizeOneOrClearError) {
   comm->all_reduce(t, ReduceOp::kAvg);
   comm->broadcast(t, 0);
   const auto all = comm->all_gather(t);
+  torch::Tensor scattered = torch::zeros_like(t);
+  comm->reduce_scatter(t, scattered, ReduceOp::kAvg);
   comm->barrier();
   comm->shutdown();
+  EXPECT_TRUE(torch::equal(scattered.cpu(), torch::arange(4, torch::kFloat)));  // one rank: its whole input
   ASSERT_EQ(all.size(), 1u);
   EXPECT_TRUE(torch::equal(t.cpu(), torch::arange(4, torch::kFloat)));  // tolerance 0: identity for one rank
   EXPECT_TRUE(torch::equal(all[0].cpu(), torch::arange(4, torch::kFloat)));
