@@ -19,6 +19,20 @@ class ReducerHook : public torch::autograd::PostAccumulateGradHook {
   std::function<void()> fn_;
 };
 
+// Index of the first parameter whose flat range ends after `at` (offsets ascend): binary search.
+size_t first_param_ending_after(const FlatParameters& params, int64_t at) {
+  size_t lo = 0, hi = params.size();
+  while (lo < hi) {
+    const size_t mid = (lo + hi) / 2;
+    if (params.offset(mid) + params.param_numel(mid) <= at) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
 }  // namespace
 
 GradientReducer::GradientReducer(const FlatParameters& params, Communicator& comm, const GradReducerOptions& options)
@@ -96,17 +110,9 @@ void GradientReducer::plan_reduce_scatter(int64_t bucket_bytes) {
     for (int q = 0; q < world; ++q) {
       const int64_t region_lo = std::min(total, q * per + lo);
       const int64_t region_hi = std::min(total, q * per + hi);
-      // Parameters overlapping [region_lo, region_hi), found by their offsets (ascending).
-      size_t k = 0;
-      {
-        size_t a = 0, z = params_.size();
-        while (a < z) {  // first parameter whose end lies past region_lo
-          const size_t mid = (a + z) / 2;
-          if (params_.offset(mid) + params_.param_numel(mid) <= region_lo) a = mid + 1; else z = mid;
-        }
-        k = a;
-      }
-      for (; k < params_.size() && params_.offset(k) < region_hi; ++k) {
+      // Parameters overlapping [region_lo, region_hi).
+      for (size_t k = first_param_ending_after(params_, region_lo); k < params_.size() && params_.offset(k) < region_hi;
+           ++k) {
         const int64_t from = std::max(region_lo, params_.offset(k));
         const int64_t to = std::min(region_hi, params_.offset(k) + params_.param_numel(k));
         if (from >= to) continue;

@@ -35,7 +35,7 @@ enum class GradReduceMode {
 };
 
 struct GradReducerOptions {
-  int64_t bucket_bytes = 25ll << 20;         // cap on a bucket's size (DDP's default 25 MiB); kAllReduce: a larger parameter gets its own
+  int64_t bucket_bytes = 25ll << 20;                 // bucket cap (DDP's 25 MiB); a bigger parameter gets its own
   GradReduceMode mode = GradReduceMode::kAllReduce;  // what finish() returns, see the top of this file
 };
 
@@ -74,11 +74,11 @@ class GradientReducer {
     int64_t length = 0;
   };
   struct Bucket {
-    std::vector<size_t> params;   // indices into params_, in the order they were placed
-    torch::Tensor buffer;         // flat; kReduceScatter: W chunks of equal length
-    torch::Tensor output;         // kReduceScatter: this rank's slice of shard_grad_
-    size_t pieces = 0;            // pieces that fill the buffer
-    size_t pending = 0;           // pieces whose gradient has not arrived yet
+    std::vector<size_t> params;  // indices into params_, in the order they were placed
+    torch::Tensor buffer;        // flat; kReduceScatter: W chunks of equal length
+    torch::Tensor output;        // kReduceScatter: this rank's slice of shard_grad_
+    size_t pieces = 0;           // pieces that fill the buffer
+    size_t pending = 0;          // pieces whose gradient has not arrived yet
     std::unique_ptr<PendingCollective> work;
   };
   void plan_all_reduce(int64_t bucket_bytes);
@@ -92,10 +92,10 @@ class GradientReducer {
   GradReduceMode mode_;
   std::vector<Bucket> buckets_;
   std::vector<std::vector<Piece>> pieces_;  // param index -> where its gradient goes
-  std::vector<bool> ready_;            // param has been copied this step
-  torch::Tensor shard_grad_;           // kReduceScatter: this rank's padded shard, buffer dtype
-  int64_t shard_numel_ = 0;            // kReduceScatter: its unpadded length
-  size_t next_launch_ = 0;             // buckets launch in index order
+  std::vector<bool> ready_;                 // param has been copied this step
+  torch::Tensor shard_grad_;                // kReduceScatter: this rank's padded shard, buffer dtype
+  int64_t shard_numel_ = 0;                 // kReduceScatter: its unpadded length
+  size_t next_launch_ = 0;                  // buckets launch in index order
   bool sync_ = false;
   bool in_finish_ = false;
   int64_t launched_in_backward_ = 0;

@@ -21,7 +21,8 @@ torch::Tensor range_values(const FlatParameters& params, int64_t begin, int64_t 
     const int64_t lo = std::max(begin, params.offset(i));
     const int64_t hi = std::min(end, params.offset(i) + params.param_numel(i));
     if (lo >= hi) continue;
-    parts.push_back(params.param(i).detach().reshape({-1}).narrow(0, lo - params.offset(i), hi - lo).to(torch::kFloat32));
+    parts.push_back(
+        params.param(i).detach().reshape({-1}).narrow(0, lo - params.offset(i), hi - lo).to(torch::kFloat32));
   }
   if (parts.empty()) {
     return torch::zeros({0}, torch::TensorOptions().dtype(torch::kFloat32).device(params.device()));
@@ -29,11 +30,10 @@ torch::Tensor range_values(const FlatParameters& params, int64_t begin, int64_t 
   return torch::cat(parts).clone();
 }
 
-// A named set of tensors as one flat float32 tensor on the CPU in the layout of `params`: every
-// parameter must be there with its number of elements, and nothing else.
-torch::Tensor flat_from_named(const FlatParameters& params, const std::map<std::string, torch::Tensor>& named,
-                              const char* what, const std::string& source) {
-  torch::Tensor flat = torch::empty({params.numel()}, torch::kFloat32);
+// Checks that `named` holds every parameter of `params` by name with its number of elements,
+// and nothing else; errors name the tensor and `source`.
+void check_named(const FlatParameters& params, const std::map<std::string, torch::Tensor>& named, const char* what,
+                 const std::string& source) {
   for (size_t i = 0; i < params.size(); ++i) {
     const auto it = named.find(params.name(i));
     ErrorContext ctx;
@@ -44,23 +44,36 @@ torch::Tensor flat_from_named(const FlatParameters& params, const std::map<std::
     ctx.got = str(it->second.numel());
     T4G_CHECK_CTX(it->second.numel() == params.param_numel(i), ctx, "the checkpoint's ", what,
                   " hold a tensor of another size");
-    flat.narrow(0, params.offset(i), params.param_numel(i)).copy_(it->second.reshape({-1}));
   }
-  if (named.size() != params.size()) {
-    std::string extra;
-    for (const auto& [name, t] : named) {
-      bool known = false;
-      for (size_t i = 0; i < params.size() && !known; ++i) known = params.name(i) == name;
-      if (!known) extra += (extra.empty() ? "" : ", ") + name;
-    }
-    ErrorContext ctx;
-    ctx.file = source;
-    ctx.tensor = extra;
-    ctx.expected = str(params.size(), " tensors");
-    ctx.got = str(named.size());
-    T4G_CHECK_CTX(false, ctx, "the checkpoint's ", what, " hold tensors this recipe does not train");
+  if (named.size() == params.size()) return;
+  std::string extra;
+  for (const auto& item : named) {
+    bool known = false;
+    for (size_t i = 0; i < params.size() && !known; ++i) known = params.name(i) == item.first;
+    if (!known) extra += (extra.empty() ? "" : ", ") + item.first;
   }
-  return flat;
+  ErrorContext ctx;
+  ctx.file = source;
+  ctx.tensor = extra;
+  ctx.expected = str(params.size(), " tensors");
+  ctx.got = str(named.size());
+  T4G_CHECK_CTX(false, ctx, "the checkpoint's ", what, " hold tensors this recipe does not train");
+}
+
+// The flat range [begin, end) of checked named tensors as float32 on `device`, cut straight from
+// the named tensors (no whole flat copy).
+torch::Tensor range_from_named(const FlatParameters& params, const std::map<std::string, torch::Tensor>& named,
+                               int64_t begin, int64_t end, torch::Device device) {
+  std::vector<torch::Tensor> parts;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const int64_t lo = std::max(begin, params.offset(i));
+    const int64_t hi = std::min(end, params.offset(i) + params.param_numel(i));
+    if (lo >= hi) continue;
+    parts.push_back(
+        named.at(params.name(i)).reshape({-1}).narrow(0, lo - params.offset(i), hi - lo).to(torch::kFloat32));
+  }
+  if (parts.empty()) return torch::zeros({0}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
+  return torch::cat(parts).to(device);
 }
 
 }  // namespace
@@ -110,7 +123,8 @@ double ShardedOptimizer::grad_norm(const torch::Tensor& grad) {
   T4G_CHECK_CTX(sharded() && grad.numel() == end_ - begin_, ctx, "sharded optimizer: gradient of the wrong size");
   // Sum of squares in float64 over the shards, so the norm is the global one on every rank.
   const double local = grad.numel() == 0 ? 0.0 : grad.norm().item<double>();
-  torch::Tensor squares = torch::full({1}, local * local, torch::TensorOptions().dtype(torch::kFloat64).device(grad.device()));
+  torch::Tensor squares =
+      torch::full({1}, local * local, torch::TensorOptions().dtype(torch::kFloat64).device(grad.device()));
   comm_->all_reduce(squares, ReduceOp::kSum);
   return std::sqrt(squares.item<double>());
 }
@@ -170,9 +184,19 @@ void ShardedOptimizer::refresh_parameters() {
 
 void ShardedOptimizer::broadcast_parameters(int root) {
   torch::NoGradGuard no_grad;
-  torch::Tensor values = params_.gather_values();
-  if (comm_ != nullptr && world_ > 1) comm_->broadcast(values, root);
-  reset_from_full(values, torch::Tensor(), torch::Tensor(), torch::Tensor(), 0, 0);
+  if (comm_ != nullptr && world_ > 1) {
+    // In rounds, straight into the parameters: no whole float32 copy of the model.
+    const int64_t round = std::max<int64_t>(1, options_.gather_bytes / 4);
+    for (int64_t off = 0; off < params_.numel(); off += round) {
+      const int64_t len = std::min(round, params_.numel() - off);
+      torch::Tensor values = range_values(params_, off, off + len);
+      comm_->broadcast(values, root);
+      params_.scatter_values(values, off, off + len);
+    }
+  }
+  const torch::Tensor values = range_values(params_, begin_, end_);
+  adam_ = FlatAdamW(values, begin_, options_.adam);
+  ema_ = FlatEma(values, options_.ema_decay);
 }
 
 FullOptimizerState ShardedOptimizer::gather_state(int root) {
@@ -210,34 +234,24 @@ void ShardedOptimizer::gather_checkpoint(CheckpointTensors& tensors, int root) {
   }
 }
 
-void ShardedOptimizer::load_checkpoint(const CheckpointTensors& tensors, int64_t optimizer_steps,
-                                       int64_t ema_updates, const std::string& source) {
-  const torch::Tensor master = flat_from_named(params_, tensors.weights, "weights", source);
-  const torch::Tensor exp_avg = flat_from_named(params_, tensors.exp_avg, "exp_avg", source);
-  const torch::Tensor exp_avg_sq = flat_from_named(params_, tensors.exp_avg_sq, "exp_avg_sq", source);
-  torch::Tensor ema;
-  if (ema_.enabled() && !tensors.ema.empty()) ema = flat_from_named(params_, tensors.ema, "EMA weights", source);
-  reset_from_full(master, exp_avg, exp_avg_sq, ema, optimizer_steps, ema.defined() ? ema_updates : 0);
-}
-
-void ShardedOptimizer::reset_from_full(const torch::Tensor& master, const torch::Tensor& exp_avg,
-                                       const torch::Tensor& exp_avg_sq, const torch::Tensor& ema,
-                                       int64_t optimizer_steps, int64_t ema_updates) {
+void ShardedOptimizer::load_checkpoint(const CheckpointTensors& tensors, int64_t optimizer_steps, int64_t ema_updates,
+                                       const std::string& source) {
   torch::NoGradGuard no_grad;
+  check_named(params_, tensors.weights, "weights", source);
+  check_named(params_, tensors.exp_avg, "exp_avg", source);
+  check_named(params_, tensors.exp_avg_sq, "exp_avg_sq", source);
+  const bool has_ema = ema_.enabled() && !tensors.ema.empty();
+  if (has_ema) check_named(params_, tensors.ema, "EMA weights", source);
   const torch::Device device = params_.device();
-  auto mine = [&](const torch::Tensor& full) {
-    if (!full.defined()) return torch::zeros({end_ - begin_}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
-    return full.reshape({-1}).narrow(0, begin_, end_ - begin_).to(device, torch::kFloat32);
-  };
-  const torch::Tensor m = mine(master);
-  adam_.load(m, mine(exp_avg), mine(exp_avg_sq), optimizer_steps);
-  ema_.load(ema.defined() ? mine(ema) : m, ema_updates);
-  // Every rank holds the whole `master`, so the parameters are written without communication,
-  // in rounds to bound the device copy.
-  const int64_t round = std::max<int64_t>(1, options_.gather_bytes / 4);
-  for (int64_t off = 0; off < params_.numel(); off += round) {
-    const int64_t len = std::min(round, params_.numel() - off);
-    params_.scatter_values(master.reshape({-1}).narrow(0, off, len).to(device, torch::kFloat32), off, off + len);
+  const torch::Tensor master = range_from_named(params_, tensors.weights, begin_, end_, device);
+  adam_.load(master, range_from_named(params_, tensors.exp_avg, begin_, end_, device),
+             range_from_named(params_, tensors.exp_avg_sq, begin_, end_, device), optimizer_steps);
+  ema_.load(has_ema ? range_from_named(params_, tensors.ema, begin_, end_, device) : master, has_ema ? ema_updates : 0);
+  // Every rank holds every tensor of the checkpoint, so each parameter is written without
+  // communication, one at a time.
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const torch::Tensor values = tensors.weights.at(params_.name(i)).reshape({-1}).to(device, torch::kFloat32);
+    params_.scatter_values(values, params_.offset(i), params_.offset(i) + params_.param_numel(i));
   }
 }
 

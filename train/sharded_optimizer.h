@@ -31,10 +31,11 @@ enum class ZeroStage {
 ZeroStage zero_stage_from_int(int64_t stage, const std::string& key = "train.zero_stage");
 
 struct ShardedOptimizerOptions {
-  ZeroStage stage = ZeroStage::k0;           // how much is sharded
-  AdamWOptions adam;                         // AdamW hyper-parameters
-  double ema_decay = 0.0;                    // EMA decay; 0 = no EMA
-  int64_t gather_bytes = int64_t{64} << 20;  // cap on one rank's share of one all-gather round (bounds transient memory)
+  ZeroStage stage = ZeroStage::k0;  // how much is sharded
+  AdamWOptions adam;                // AdamW hyper-parameters
+  double ema_decay = 0.0;           // EMA decay; 0 = no EMA
+  int64_t gather_bytes =
+      int64_t{64} << 20;  // cap on one rank's share of one all-gather round (bounds transient memory)
 };
 
 // The flat float32 state gathered for a checkpoint (on the CPU of the root rank; undefined on the
@@ -105,13 +106,8 @@ class ShardedOptimizer {
   // all-gathered in rounds; each piece goes to sink(flat_begin, values) on every rank.
   template <typename Sink>
   void gather_rounds(const torch::Tensor& local, torch::ScalarType dtype, Sink&& sink);
-  // Writes the masters into the parameters: this rank's range directly, the others' via gather.
+  // Writes the masters into the parameters: every rank's range, all-gathered when sharded.
   void refresh_parameters();
-  // Sets the state from whole flat float32 tensors (any device), keeping this rank's range, and
-  // writes `master` into the parameters. Undefined moments start at zero; an undefined `ema`
-  // restarts the EMA from `master`.
-  void reset_from_full(const torch::Tensor& master, const torch::Tensor& exp_avg, const torch::Tensor& exp_avg_sq,
-                       const torch::Tensor& ema, int64_t optimizer_steps, int64_t ema_updates);
 
   const FlatParameters& params_;
   Communicator* comm_;  // null or world 1: one rank

@@ -13,7 +13,13 @@ namespace {
 
 // What a payload belongs to: a rank that called a different collective at the same position in
 // the call sequence is reported instead of producing garbage.
-enum class OpTag : uint8_t { kAllReduce = 'R', kAllGather = 'G', kBarrier = 'B', kBroadcast = 'C', kReduceScatter = 'S' };
+enum class OpTag : uint8_t {
+  kAllReduce = 'R',
+  kAllGather = 'G',
+  kBarrier = 'B',
+  kBroadcast = 'C',
+  kReduceScatter = 'S',
+};
 
 const char* op_name(uint8_t tag) {
   switch (static_cast<OpTag>(tag)) {

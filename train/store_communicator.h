@@ -2,7 +2,8 @@
 // wheel ships no Gloo headers (research/distributed_and_style.md A.4). Each collective call gets a
 // sequence number; every rank sets its bytes under "<name>/<seq>/<rank>", reads everybody's, and
 // reduces in rank order 0..N-1, so results are bit-identical on every rank. The last rank to read
-// deletes the keys (reduce-scatter: each rank deletes the chunks addressed to it). Meant for tests and the CPU demo (small tensors), never for GPU training.
+// deletes the keys (reduce-scatter: each rank deletes the chunks addressed to it). Meant for tests
+// and the CPU demo (small tensors), never for GPU training.
 #pragma once
 
 #include <chrono>

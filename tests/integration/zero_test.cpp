@@ -22,9 +22,9 @@ int64_t scalar(const std::map<std::string, torch::Tensor>& file, const std::stri
 
 // Runs the worker on `ranks` processes; returns its combined output (checked for success).
 std::string run_worker(int ranks, const std::string& out, const std::string& args) {
-  const auto r = testing::run_command(testing::program("t4grun") + " --standalone --nproc-per-node " +
-                                      std::to_string(ranks) + " " + testing::program("t4g_zero_worker") + " --out " +
-                                      out + " " + args);
+  const auto r =
+      testing::run_command(testing::program("t4grun") + " --standalone --nproc-per-node " + std::to_string(ranks) +
+                           " " + testing::program("t4g_zero_worker") + " --out " + out + " " + args);
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   return r.out + r.err;
 }
@@ -74,7 +74,9 @@ TEST_P(ZeroWorld, StagesOneAndTwoMatchStageZeroOnAFractionOfTheMemory) {
       // The float32 gradient a rank materialises: whole, except under stage 2.
       EXPECT_EQ(grad, stage == 2 ? std::min(shard, kNumel - r * shard) : kNumel) << "stage " << stage << " rank " << r;
     }
-    if (stage > 0) EXPECT_EQ(state_total, 4 * kNumel);  // sharded: each element held exactly once
+    if (stage > 0) {
+      EXPECT_EQ(state_total, 4 * kNumel);  // sharded: each element held exactly once
+    }
   }
 }
 

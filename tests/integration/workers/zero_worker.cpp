@@ -35,8 +35,8 @@ struct Mlp {
     unused = torch::nn::Linear(3, 3);
   }
   std::vector<std::pair<std::string, torch::Tensor>> named() {
-    return {{"a.weight", a->weight}, {"a.bias", a->bias},     {"b.weight", b->weight},          {"b.bias", b->bias},
-            {"c.weight", c->weight}, {"c.bias", c->bias},     {"unused.weight", unused->weight}};
+    return {{"a.weight", a->weight}, {"a.bias", a->bias}, {"b.weight", b->weight},          {"b.bias", b->bias},
+            {"c.weight", c->weight}, {"c.bias", c->bias}, {"unused.weight", unused->weight}};
   }
   torch::Tensor loss(const torch::Tensor& x, const torch::Tensor& y) {
     return (c(torch::tanh(b(torch::tanh(a(x))))) - y).pow(2).mean();
@@ -131,11 +131,10 @@ int run(int argc, char** argv) {
     }
   }
   const t4g::FullOptimizerState full = opt.gather_state(0);
-  std::map<std::string, torch::Tensor> out = {
-      {"params", flat.gather_values()},
-      {"grad_numel", torch::tensor({grad_numel})},
-      {"state_numel", torch::tensor({opt.state_numel()})},
-      {"clipped_steps", torch::tensor({clipped})}};
+  std::map<std::string, torch::Tensor> out = {{"params", flat.gather_values()},
+                                              {"grad_numel", torch::tensor({grad_numel})},
+                                              {"state_numel", torch::tensor({opt.state_numel()})},
+                                              {"clipped_steps", torch::tensor({clipped})}};
   if (env.is_main()) out["ema"] = full.ema;
   t4g::save_safetensors(t4g::str(out_dir, "/rank", env.rank, ".safetensors"), out);
   std::cout << "rank " << env.rank << " of " << env.world_size << ": stage " << stage << ", range [" << opt.begin()
