@@ -1,5 +1,5 @@
-// The Communicator: the few collectives training needs (all-reduce, broadcast, all-gather,
-// barrier), behind one interface with two implementations (ARCHITECTURE.md "Distributed"; lesson
+// The Communicator: the few collectives training needs (all-reduce, reduce-scatter, broadcast,
+// all-gather, barrier), behind one interface with two implementations (ARCHITECTURE.md "Distributed"; lesson
 // B.6.15): NCCL through c10d::ProcessGroupNCCL on GPUs (train/nccl_communicator.h) and a CPU one
 // that exchanges tensors through the job's TCPStore (train/store_communicator.h), for tests and
 // the CPU demo, because the torch wheel ships no Gloo headers (research A.4).
@@ -44,6 +44,15 @@ class Communicator {
   // Launches the same all-reduce and returns without waiting where the backend allows it (NCCL);
   // `tensor` must stay alive and untouched until wait().
   virtual std::unique_ptr<PendingCollective> all_reduce_async(torch::Tensor& tensor, ReduceOp op = ReduceOp::kSum) = 0;
+  // Sum (or mean) over all ranks of the flat `input` [W * n], of which this rank receives chunk
+  // `rank()`, i.e. input[rank * n, (rank + 1) * n) reduced, in `output` [n] (same dtype; contiguous).
+  // Element for element the same values all_reduce would give (ZeRO-2's gradient path: each rank
+  // materialises only its own shard). Every rank passes the same sizes.
+  virtual void reduce_scatter(const torch::Tensor& input, torch::Tensor& output, ReduceOp op = ReduceOp::kSum) = 0;
+  // The same, launched without waiting where the backend allows it (NCCL); `input` and `output`
+  // must stay alive and untouched until wait().
+  virtual std::unique_ptr<PendingCollective> reduce_scatter_async(const torch::Tensor& input, torch::Tensor& output,
+                                                                  ReduceOp op = ReduceOp::kSum) = 0;
   // Copies `tensor` of rank `root` into `tensor` on every rank.
   virtual void broadcast(torch::Tensor& tensor, int root = 0) = 0;
   // Every rank's `tensor`, in rank order (same shape and dtype on every rank).

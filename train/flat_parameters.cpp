@@ -20,6 +20,15 @@ FlatParameters::FlatParameters(std::vector<std::pair<std::string, torch::Tensor>
 
 torch::Device FlatParameters::device() const { return params_.empty() ? torch::Device(torch::kCPU) : params_.front().second.device(); }
 
+torch::ScalarType FlatParameters::uniform_dtype() const {
+  if (params_.empty()) return torch::kFloat32;
+  const torch::ScalarType first = params_.front().second.scalar_type();
+  for (const auto& item : params_) {
+    if (item.second.scalar_type() != first) return torch::kFloat32;
+  }
+  return first;
+}
+
 torch::Tensor FlatParameters::gather_values() const {
   torch::NoGradGuard no_grad;
   if (params_.empty()) return torch::zeros({0}, torch::kFloat32);

@@ -27,6 +27,9 @@ class FlatParameters {
   int64_t offset(size_t i) const { return offsets_[i]; }
   int64_t param_numel(size_t i) const { return params_[i].second.numel(); }
   torch::Device device() const;
+  // The parameters' dtype when they all share one, else float32: the dtype ZeRO gathers updated
+  // values in and stage 2 reduces gradients in (narrower traffic, same values once cast back).
+  torch::ScalarType uniform_dtype() const;
 
   // A float32 copy of every parameter, flat [numel], on the parameters' device.
   torch::Tensor gather_values() const;

@@ -86,6 +86,28 @@ class NcclCommunicator : public Communicator {
     return std::make_unique<NcclPending>(pg_->allreduce(tensors, opts));
   }
 
+  void reduce_scatter(const torch::Tensor& input, torch::Tensor& output, ReduceOp op) override {
+    reduce_scatter_async(input, output, op)->wait();
+  }
+
+  // ncclReduceScatter through c10d's flat-tensor entry point (the one torch.distributed's
+  // reduce_scatter_tensor uses): input [W * n] -> output [n], no per-rank list to assemble.
+  std::unique_ptr<PendingCollective> reduce_scatter_async(const torch::Tensor& input, torch::Tensor& output,
+                                                          ReduceOp op) override {
+    check_tensor(input, "reduce_scatter input");
+    check_tensor(output, "reduce_scatter output");
+    ErrorContext ctx;
+    ctx.tensor = "reduce_scatter input";
+    ctx.expected = str(world_size_, " x ", output.numel(), " ", c10::toString(output.scalar_type()), " values");
+    ctx.got = str(input.numel(), " ", c10::toString(input.scalar_type()), " values");
+    T4G_CHECK_CTX(input.numel() == output.numel() * world_size_ && input.scalar_type() == output.scalar_type(), ctx,
+                  "NCCL reduce_scatter: input must hold world_size equal chunks of the output's dtype");
+    at::Tensor in = input;
+    c10d::ReduceScatterOptions opts;
+    opts.reduceOp = to_c10d(op);
+    return std::make_unique<NcclPending>(pg_->_reduce_scatter_base(output, in, opts));
+  }
+
   void broadcast(torch::Tensor& tensor, int root) override {
     check_tensor(tensor, "broadcast");
     T4G_CHECK(root >= 0 && root < world_size_, "broadcast: root ", root, " is outside [0, ", world_size_, ")");

@@ -13,7 +13,13 @@ namespace {
 
 // What a payload belongs to: a rank that called a different collective at the same position in
 // the call sequence is reported instead of producing garbage.
-enum class OpTag : uint8_t { kAllReduce = 'R', kAllGather = 'G', kBarrier = 'B', kBroadcast = 'C' };
+enum class OpTag : uint8_t {
+  kAllReduce = 'R',
+  kAllGather = 'G',
+  kBarrier = 'B',
+  kBroadcast = 'C',
+  kReduceScatter = 'S',
+};
 
 const char* op_name(uint8_t tag) {
   switch (static_cast<OpTag>(tag)) {
@@ -21,6 +27,7 @@ const char* op_name(uint8_t tag) {
     case OpTag::kAllGather: return "all_gather";
     case OpTag::kBarrier: return "barrier";
     case OpTag::kBroadcast: return "broadcast";
+    case OpTag::kReduceScatter: return "reduce_scatter";
   }
   return "an unknown collective";
 }
@@ -256,6 +263,73 @@ void StoreCommunicator::all_reduce(torch::Tensor& tensor, ReduceOp op) {
 
 std::unique_ptr<PendingCollective> StoreCommunicator::all_reduce_async(torch::Tensor& tensor, ReduceOp op) {
   all_reduce(tensor, op);
+  return std::make_unique<CompletedCollective>();
+}
+
+void StoreCommunicator::reduce_scatter(const torch::Tensor& input, torch::Tensor& output, ReduceOp op) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  check_open("reduce_scatter");
+  T4G_CHECK(input.defined() && output.defined(), "reduce_scatter: undefined tensor");
+  T4G_CHECK(!input.is_complex() && input.scalar_type() != torch::kBool, "reduce_scatter: unsupported dtype ",
+            c10::toString(input.scalar_type()));
+  T4G_CHECK(op != ReduceOp::kAvg || input.is_floating_point(), "reduce_scatter: average of an integer tensor (",
+            c10::toString(input.scalar_type()), ") is not defined; use sum");
+  const int64_t n = output.numel();
+  {
+    ErrorContext ctx;
+    ctx.tensor = "reduce_scatter input";
+    ctx.expected = str(world_size_, " x ", n, " ", c10::toString(output.scalar_type()), " values");
+    ctx.got = str(input.numel(), " ", c10::toString(input.scalar_type()), " values");
+    T4G_CHECK_CTX(input.numel() == n * world_size_ && input.scalar_type() == output.scalar_type(), ctx,
+                  "reduce_scatter: input must hold world_size equal chunks of the output's dtype");
+  }
+  const uint64_t seq = seq_++;
+  const std::string label = str("reduce_scatter #", seq);
+  const torch::Tensor flat = input.detach().reshape({-1});
+  auto chunk_key_of = [&](int from, int to) { return key(seq, str(from, "/to/", to)); };
+  try {
+    for (int j = 0; j < world_size_; ++j) {
+      if (j == rank_) continue;
+      const torch::Tensor chunk = flat.narrow(0, j * n, n);
+      put_chunked(*store_, chunk_key_of(rank_, j), encode(OpTag::kReduceScatter, &chunk));
+    }
+  } catch (const c10::Error& e) {
+    throw Error(str(label, " (rank ", rank_, "): cannot write to the rendezvous store: ",
+                    first_line(e.what_without_backtrace())));
+  }
+  std::vector<Decoded> all(world_size_);
+  all[rank_].tag = static_cast<uint8_t>(OpTag::kReduceScatter);
+  all[rank_].tensor = flat.narrow(0, rank_ * n, n).to(torch::kCPU).contiguous();
+  std::vector<std::string> firsts;
+  std::vector<int> ranks;
+  for (int q = 0; q < world_size_; ++q) {
+    if (q == rank_) continue;
+    firsts.push_back(chunk_key_of(q, rank_));
+    ranks.push_back(q);
+  }
+  if (!firsts.empty()) {
+    wait_for(label, firsts, ranks);
+    auto heads = store_->multiGet(firsts);
+    std::vector<std::string> used;
+    for (size_t i = 0; i < firsts.size(); ++i) {
+      all[ranks[i]] = decode(assemble_chunks(*store_, firsts[i], std::move(heads[i]), used), ranks[i], label);
+    }
+    // Only this rank reads what was addressed to it, so it can clean up at once.
+    for (const std::string& k : used) store_->deleteKey(k);
+  }
+  check_same(all, rank_, static_cast<uint8_t>(OpTag::kReduceScatter), label);
+  // The same arithmetic as all_reduce, on this rank's chunk only.
+  const bool widen = input.scalar_type() == torch::kHalf || input.scalar_type() == torch::kBFloat16;
+  torch::Tensor acc = widen ? all[0].tensor.to(torch::kFloat) : all[0].tensor.clone();
+  for (int r = 1; r < world_size_; ++r) acc.add_(all[r].tensor);
+  if (op == ReduceOp::kAvg) acc.div_(world_size_);
+  torch::NoGradGuard no_grad;
+  output.copy_(acc.view(output.sizes()));
+}
+
+std::unique_ptr<PendingCollective> StoreCommunicator::reduce_scatter_async(const torch::Tensor& input,
+                                                                           torch::Tensor& output, ReduceOp op) {
+  reduce_scatter(input, output, op);
   return std::make_unique<CompletedCollective>();
 }
 

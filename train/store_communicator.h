@@ -2,7 +2,8 @@
 // wheel ships no Gloo headers (research/distributed_and_style.md A.4). Each collective call gets a
 // sequence number; every rank sets its bytes under "<name>/<seq>/<rank>", reads everybody's, and
 // reduces in rank order 0..N-1, so results are bit-identical on every rank. The last rank to read
-// deletes the keys. Meant for tests and the CPU demo (small tensors), never for GPU training.
+// deletes the keys (reduce-scatter: each rank deletes the chunks addressed to it). Meant for tests
+// and the CPU demo (small tensors), never for GPU training.
 #pragma once
 
 #include <chrono>
@@ -35,6 +36,13 @@ class StoreCommunicator : public Communicator {
   void all_reduce(torch::Tensor& tensor, ReduceOp op = ReduceOp::kSum) override;
   // Runs synchronously: the store offers no overlap, and the returned handle is already complete.
   std::unique_ptr<PendingCollective> all_reduce_async(torch::Tensor& tensor, ReduceOp op = ReduceOp::kSum) override;
+  // Rank q writes chunk j of its input under a key only rank j reads ("<seq>/<q>/to/<j>"); rank j
+  // sums the W chunks in rank order 0..W-1 (as all_reduce does, so the values are bit-identical to
+  // the all_reduce of the whole input) and deletes the keys it read.
+  void reduce_scatter(const torch::Tensor& input, torch::Tensor& output, ReduceOp op = ReduceOp::kSum) override;
+  // Runs synchronously, like all_reduce_async.
+  std::unique_ptr<PendingCollective> reduce_scatter_async(const torch::Tensor& input, torch::Tensor& output,
+                                                          ReduceOp op = ReduceOp::kSum) override;
   void broadcast(torch::Tensor& tensor, int root = 0) override;
   std::vector<torch::Tensor> all_gather(const torch::Tensor& tensor) override;
   void barrier() override;

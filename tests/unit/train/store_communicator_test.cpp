@@ -1,7 +1,8 @@
 // The store Communicator with several ranks in one process (one thread and one TCPStore client
 // per rank, the server standing in for t4grun's agent store): sums bit-identical on every rank,
-// the other collectives, key cleanup, bounded waits and the errors for mismatched calls. Also
-// connect_store in both hosting modes and make_communicator's backend choice.
+// reduce-scatter equal to the all-reduce's chunk, the other collectives, key cleanup, bounded
+// waits and the errors for mismatched calls. Also connect_store in both hosting modes and
+// make_communicator's backend choice.
 #include "train/store_communicator.h"
 
 #include <gtest/gtest.h>
@@ -111,6 +112,15 @@ StoreCommunicatorOptions fast_options(int timeout_ms = 20000) {
   return o;
 }
 
+std::string testing_error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 class StoreCommunicatorWorld : public ::testing::TestWithParam<int> {};
 
 TEST_P(StoreCommunicatorWorld, SumIsBitIdenticalAndInRankOrder) {
@@ -176,7 +186,48 @@ TEST_P(StoreCommunicatorWorld, AverageBroadcastGatherBarrier) {
   }));
 }
 
+// Reduce-scatter hands each rank exactly its chunk of what all_reduce gives (tolerance 0: the
+// same rank-order sum), for sum, mean and bfloat16 (accumulated in float32, rounded once).
+TEST_P(StoreCommunicatorWorld, ReduceScatterIsTheAllReducesChunk) {
+  const int world = GetParam();
+  const int64_t n = 37;
+  auto server = agent_store();
+  expect_all_ok(run_ranks(world, server->getPort(), true, [&](int rank, auto store) {
+    StoreCommunicator comm(store, rank, world, fast_options());
+    for (const ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg}) {
+      for (const torch::ScalarType dtype : {torch::kFloat, torch::kBFloat16}) {
+        const torch::Tensor input = rank_values(rank, world * n).to(dtype);
+        torch::Tensor whole = input.clone();
+        comm.all_reduce(whole, op);
+        torch::Tensor mine = torch::full({n}, -1.0, dtype);
+        comm.reduce_scatter(input, mine, op);
+        const torch::Tensor expected = whole.narrow(0, rank * n, n).contiguous();
+        EXPECT_TRUE(same_bytes(mine, expected)) << "rank " << rank << " " << c10::toString(dtype);
+        // The input is left as it was.
+        EXPECT_TRUE(same_bytes(input, rank_values(rank, world * n).to(dtype)));
+      }
+    }
+    // The async form (complete at once on the store) and a non-1-D input of the right size.
+    torch::Tensor out = torch::zeros({2});
+    comm.reduce_scatter_async(torch::ones({world, 2}), out, ReduceOp::kSum)->wait();
+    EXPECT_TRUE(torch::equal(out, torch::full({2}, static_cast<float>(world))));
+    comm.shutdown();
+  }));
+  for (const std::string& k : server->listKeys()) EXPECT_EQ(k.find("default_pg"), std::string::npos) << k;
+}
+
 INSTANTIATE_TEST_SUITE_P(World, StoreCommunicatorWorld, ::testing::Values(2, 3));
+
+TEST(StoreCommunicator, ReduceScatterRejectsUnevenInputNamingIt) {
+  auto store = c10::make_intrusive<c10d::HashStore>();
+  StoreCommunicator two(store, 0, 2, fast_options(1000));
+  torch::Tensor out = torch::zeros({3});
+  const std::string message = testing_error_of([&] { two.reduce_scatter(torch::ones({7}), out); });
+  EXPECT_NE(message.find("reduce_scatter input"), std::string::npos) << message;
+  EXPECT_NE(message.find("expected 2 x 3 Float values"), std::string::npos) << message;
+  torch::Tensor ints = torch::zeros({3}, torch::kLong);
+  EXPECT_THROW(two.reduce_scatter(torch::ones({6}, torch::kLong), ints, ReduceOp::kAvg), Error);
+}
 
 TEST(StoreCommunicator, LeavesNoKeysBehind) {
   const int world = 3;
@@ -383,8 +434,11 @@ TEST(MakeCommunicator, NcclWorldSizeOneOrClearError) {
   comm->all_reduce(t, ReduceOp::kAvg);
   comm->broadcast(t, 0);
   const auto all = comm->all_gather(t);
+  torch::Tensor scattered = torch::zeros_like(t);
+  comm->reduce_scatter(t, scattered, ReduceOp::kAvg);
   comm->barrier();
   comm->shutdown();
+  EXPECT_TRUE(torch::equal(scattered.cpu(), torch::arange(4, torch::kFloat)));  // one rank: its whole input
   ASSERT_EQ(all.size(), 1u);
   EXPECT_TRUE(torch::equal(t.cpu(), torch::arange(4, torch::kFloat)));  // tolerance 0: identity for one rank
   EXPECT_TRUE(torch::equal(all[0].cpu(), torch::arange(4, torch::kFloat)));
