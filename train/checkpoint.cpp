@@ -72,6 +72,7 @@ std::string save_checkpoint(const std::string& checkpoints_dir, const Checkpoint
                   {"nan_streak", state.nan_streak},
                   {"skipped_steps", state.skipped_steps},
                   {"world_size", state.world_size},
+                  {"global_batch", state.global_batch},
                   {"config_yaml", state.config_yaml}};
   // state.json last: a folder is complete exactly when it has one (the rename makes it visible).
   write_json(path_join(tmp, "state.json"), j);
@@ -128,6 +129,7 @@ Checkpoint load_checkpoint(const std::string& folder) {
   c.state.nan_streak = j.get_int("nan_streak");
   c.state.skipped_steps = j.get_int("skipped_steps");
   c.state.world_size = j.get_int("world_size");
+  c.state.global_batch = j.get_int("global_batch", 0);
   c.state.config_yaml = j.get_string("config_yaml");
   c.tensors.weights = load_safetensors(path_join(folder, "weights.safetensors"));
   const std::string opt_path = path_join(folder, "optimizer.safetensors");

@@ -30,6 +30,7 @@ struct CheckpointState {
   int64_t nan_streak = 0;        // consecutive skipped (non-finite) steps at save time
   int64_t skipped_steps = 0;     // skipped steps in total
   int64_t world_size = 1;        // ranks that wrote it (informational: resume works on any)
+  int64_t global_batch = 0;      // clips per loader batch over all ranks (0 = unknown): converts `loader` on resume
   std::string config_yaml;       // the resolved recipe of the run
 };
 

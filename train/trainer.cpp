@@ -23,8 +23,8 @@
 #include "train/communicator.h"
 #include "train/datasets.h"
 #include "train/dist_env.h"
-#include "train/ema.h"
 #include "train/grad_reducer.h"
+#include "train/sharded_optimizer.h"
 #include "train/lr_schedule.h"
 #include "train/metric_logger.h"
 #include "train/rendezvous.h"
@@ -109,6 +109,23 @@ void restore_rng(const std::map<std::string, torch::Tensor>& states) {
   gen.set_state(it->second);
 }
 
+// The loader position of a checkpoint for this run's global batch (ranks x data.batch_size). The
+// sampler's epoch order does not depend on the world size (one seeded permutation, rank r taking
+// every W-th entry), so a position is really "samples of the epoch consumed": batch b of a global
+// batch G covers samples [b G, (b + 1) G). A different G continues at the first batch that starts
+// at or before the same sample (a few samples are seen twice when the sizes do not divide).
+data::LoaderPosition convert_loader_position(const CheckpointState& saved, int64_t global_batch) {
+  data::LoaderPosition p = saved.loader;
+  if (saved.global_batch <= 0 || saved.global_batch == global_batch) return p;
+  const int64_t consumed = p.batch * saved.global_batch;
+  p.batch = consumed / global_batch;
+  if (consumed % global_batch != 0) {
+    T4G_WARN("train: the checkpoint's global batch (", saved.global_batch, ") does not divide into this run's (",
+             global_batch, "): ", consumed - p.batch * global_batch, " samples of the epoch are seen again");
+  }
+  return p;
+}
+
 // Exports what trained: the backbone in diffusers layout (when it trained), LoRA adapters in PEFT
 // and diffusers layouts, the refiner in its own file. Written into a temporary folder and renamed.
 std::string export_model(const Config& c, TrainingModel& m, const torch::Tensor& master) {
@@ -184,14 +201,15 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   transformer->train(c.train.trainable != "refiner");
   if (m.refiner) m.refiner->train();
 
-  // ---- Optimizer, schedule, EMA (over the whole flat space; ZeRO shards it).
-  AdamWOptions adam;
-  adam.beta1 = c.train.beta1;
-  adam.beta2 = c.train.beta2;
-  adam.eps = c.train.eps;
-  adam.weight_decay = c.train.weight_decay;
-  FlatAdamW opt(m.params.gather_values(), 0, adam);
-  FlatEma ema(opt.master(), c.train.ema_decay);
+  // ---- Optimizer and EMA (sharded across ranks by train.zero_stage), schedule.
+  ShardedOptimizerOptions so;
+  so.stage = zero_stage_from_int(c.train.zero_stage);
+  so.adam.beta1 = c.train.beta1;
+  so.adam.beta2 = c.train.beta2;
+  so.adam.eps = c.train.eps;
+  so.adam.weight_decay = c.train.weight_decay;
+  so.ema_decay = c.train.ema_decay;
+  ShardedOptimizer opt(m.params, comm.get(), so);
   LrSchedule schedule;
   schedule.kind = parse_lr_schedule(c.train.lr_schedule);
   schedule.base_lr = c.train.lr;
@@ -215,31 +233,13 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   }
   if (!resume_from.empty()) {
     const Checkpoint ck = load_checkpoint(resume_from);
-    auto flat_of = [&](const std::map<std::string, torch::Tensor>& named, const char* what) {
-      std::vector<torch::Tensor> parts;
-      for (size_t i = 0; i < m.params.size(); ++i) {
-        auto it = named.find(m.params.name(i));
-        ErrorContext ctx;
-        ctx.file = resume_from;
-        ctx.tensor = m.params.name(i);
-        T4G_CHECK_CTX(it != named.end(), ctx, "the checkpoint's ", what, " lack a trainable parameter of this recipe");
-        T4G_CHECK_CTX(it->second.numel() == m.params.param_numel(i), ctx, "the checkpoint's ", what,
-                      " hold a tensor of another size");
-        parts.push_back(it->second.reshape({-1}).to(torch::kFloat32));
-      }
-      ErrorContext ctx;
-      ctx.file = resume_from;
-      T4G_CHECK_CTX(named.size() == m.params.size(), ctx, "the checkpoint's ", what, " have ", named.size(),
-                    " tensors, this recipe trains ", m.params.size());
-      return torch::cat(parts).to(m.params.device());
-    };
-    opt.load(flat_of(ck.tensors.weights, "weights"), flat_of(ck.tensors.exp_avg, "exp_avg"),
-             flat_of(ck.tensors.exp_avg_sq, "exp_avg_sq"), ck.state.optimizer_steps);
-    if (ema.enabled() && !ck.tensors.ema.empty()) ema.load(flat_of(ck.tensors.ema, "EMA weights"), ck.state.ema_updates);
-    m.params.scatter_values(opt.master(), 0, m.params.numel());
+    opt.load_checkpoint(ck.tensors, ck.state.optimizer_steps, ck.state.ema_updates, resume_from);
     restore_rng(ck.tensors.rng);
     step = ck.state.step;
-    start_position = ck.state.loader;
+    start_position = convert_loader_position(ck.state, env.world_size * c.data.batch_size);
+    // A position at the very end of an epoch under the new batching starts the next epoch.
+    const int64_t per_rank = (static_cast<int64_t>(data::ShardReader(shards).size()) + env.world_size - 1) / env.world_size;
+    if (start_position.batch >= (per_rank + c.data.batch_size - 1) / c.data.batch_size) start_position = {start_position.epoch + 1, 0};
     nan_streak = ck.state.nan_streak;
     skipped = ck.state.skipped_steps;
     T4G_INFO("train: resumed from ", resume_from, " at step ", step, " (written by ", ck.state.world_size,
@@ -247,10 +247,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   } else if (env.distributed()) {
     // Every rank starts from rank 0's weights (the tiny model and LoRA init are seeded alike,
     // but a real run must not depend on that).
-    torch::Tensor values = opt.master().clone();
-    comm->broadcast(values, 0);
-    opt.load(values, torch::zeros_like(values), torch::zeros_like(values), 0);
-    m.params.scatter_values(opt.master(), 0, m.params.numel());
+    opt.broadcast_parameters(0);
   }
   result.start_step = step;
 
@@ -273,6 +270,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   if (env.distributed()) {
     GradReducerOptions ro;
     ro.bucket_bytes = c.train.bucket_mb << 20;
+    ro.mode = opt.reduce_mode();
     reducer = std::make_unique<GradientReducer>(m.params, *comm, ro);
   }
 
@@ -310,24 +308,20 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   };
   auto save = [&](int64_t at) {
     // Rank 0 writes after everyone finished the step; the others wait so no rank runs ahead of
-    // a checkpoint it might have to resume from.
+    // a checkpoint it might have to resume from. Every rank takes part in gathering the state.
+    CheckpointTensors t;
+    opt.gather_checkpoint(t);
     if (main_rank) {
       CheckpointState s;
       s.step = at;
       s.loader = loader.position();
-      s.optimizer_steps = opt.steps();
-      s.ema_updates = ema.updates();
+      s.optimizer_steps = opt.optimizer_steps();
+      s.ema_updates = opt.ema_updates();
       s.nan_streak = nan_streak;
       s.skipped_steps = skipped;
       s.world_size = env.world_size;
+      s.global_batch = env.world_size * c.data.batch_size;
       s.config_yaml = to_yaml(c);
-      CheckpointTensors t;
-      for (auto& [name, view] : m.params.named_views(opt.master())) t.weights[name] = view;
-      for (auto& [name, view] : m.params.named_views(opt.exp_avg())) t.exp_avg[name] = view;
-      for (auto& [name, view] : m.params.named_views(opt.exp_avg_sq())) t.exp_avg_sq[name] = view;
-      if (ema.enabled()) {
-        for (auto& [name, view] : m.params.named_views(ema.values())) t.ema[name] = view;
-      }
       t.rng = rng_states();
       result.last_checkpoint = save_checkpoint(checkpoints, s, t, c.train.keep_checkpoints);
       T4G_INFO("train: checkpoint ", result.last_checkpoint);
@@ -391,7 +385,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
       grads = m.params.gather_grads();
       m.params.zero_grads();
     }
-    const double grad_norm = grads.norm().item<double>();
+    const double grad_norm = opt.grad_norm(grads);  // global: collective under ZeRO-2
     const double accum = static_cast<double>(c.train.grad_accumulation);
     // Decided on the averaged gradient, which every rank holds alike, so all ranks skip together.
     if (!std::isfinite(grad_norm)) {
@@ -406,13 +400,8 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     } else {
       nan_streak = 0;
       // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
-      if (c.train.grad_clip > 0) {
-        const double coef = c.train.grad_clip / (grad_norm + 1e-6);
-        if (coef < 1.0) grads.mul_(coef);
-      }
-      opt.step(grads, lr);
-      m.params.scatter_values(opt.master(), 0, m.params.numel());
-      ema.update(opt.master());
+      const double scale = c.train.grad_clip > 0 ? std::min(1.0, c.train.grad_clip / (grad_norm + 1e-6)) : 1.0;
+      opt.step(grads, lr, scale);  // AdamW, parameters (all-gathered under ZeRO), EMA
     }
     ++step;
     ++window_steps;
@@ -458,10 +447,11 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   result.skipped_steps = skipped;
   if (step == c.train.steps) {
     evaluate(step);
+    const FullOptimizerState full = opt.gather_state(0);  // collective; full tensors on rank 0
     if (main_rank) {
       // Export the EMA weights when EMA is on (what one would ship), else the trained ones.
-      result.export_dir = export_model(c, m, ema.enabled() ? ema.values() : opt.master());
-      m.params.scatter_values(opt.master(), 0, m.params.numel());
+      result.export_dir = export_model(c, m, full.ema.defined() ? full.ema : full.master);
+      m.params.scatter_values(full.master, 0, m.params.numel());
       T4G_INFO("train: exported to ", result.export_dir);
     }
     comm->barrier();

@@ -66,3 +66,25 @@ TEST(DataParallel, RestartedRunEndsWithTheSameWeights) {
 
 }  // namespace
 }  // namespace t4g
+
+namespace t4g {
+namespace {
+
+// A checkpoint written by 2 workers resumes on 1: the optimizer state is gathered by name and the
+// loader position converted to the new global batch.
+TEST(DataParallel, ResumesOnAnotherNumberOfWorkers) {
+  testing::TempDir dir;
+  const std::string run = " --set run.out_dir=" + dir.file("run") +
+                          " --set train.checkpoint_every=2 --set data.synthetic.videos=4 --set refiner.layers=2"
+                          " --set loss.query_points=16 --set data.loader_threads=1 --set train.zero_stage=1";
+  const auto two = testing::run_command(testing::program("t4grun") + " --standalone --nproc-per-node 2 " +
+                                        testing::program("t4g") + " train --set train.steps=4 --stop-after 2" + run);
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  const auto one = testing::run_command(testing::program("t4g") + " train --set train.steps=4 --resume latest" + run);
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_NE(one.err.find("written by 2 rank(s), now 1"), std::string::npos) << one.err;
+  EXPECT_TRUE(path_exists(dir.file("run") + "/checkpoints/step_00000004/state.json"));
+}
+
+}  // namespace
+}  // namespace t4g
