@@ -21,5 +21,6 @@ void register_vae(CLI::App& app);      // t4g vae encode|decode: safetensors thr
 void register_inspect_shards(CLI::App& inspect);
 void register_forward(CLI::App& app);  // t4g forward transformer: one forward from/to safetensors
 void register_sample(CLI::App& app);   // t4g sample: text-to-video with CFG / CAG to mp4 or HDF5
+void register_transfer(CLI::App& app);  // t4g transfer: motion transfer with Attention Motion Flow (DiTFlow)
 
 }  // namespace t4g::tools

@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   t4g::tools::register_inspect_shards(*t4g::tools::register_inspect(app));
   t4g::tools::register_forward(app);
   t4g::tools::register_sample(app);
+  t4g::tools::register_transfer(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
