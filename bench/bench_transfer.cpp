@@ -32,12 +32,12 @@
 namespace {
 
 struct Flags {
-  std::string preset = "5b";   // 2b (sin-cos, DDIM) | 5b (RoPE, DPM)
-  bool full = false;           // released sizes on the GPU; else a tiny model of the same form on the CPU
-  int64_t steps = 50;          // denoising steps
-  int64_t guidance_steps = -1; // -1: 20% of steps (10 of 50)
-  int64_t iterations = 5;      // Adam iterations per guided step
-  int64_t block = -1;          // AMF block (-1: 20 for 5B, 15 for 2B)
+  std::string preset = "5b";       // 2b (sin-cos, DDIM) | 5b (RoPE, DPM)
+  bool full = false;               // released sizes on the GPU; else a tiny model of the same form on the CPU
+  int64_t steps = 50;              // denoising steps
+  int64_t guidance_steps = -1;     // -1: 20% of steps (10 of 50)
+  int64_t iterations = 5;          // Adam iterations per guided step
+  int64_t block = -1;              // AMF block (-1: 20 for 5B, 15 for 2B)
   std::string target = "latents";  // latents | posemb
   double cfg = 7.0;
   int64_t frames = 0;          // 0: 21 (full, 6 latent frames) or 9 (tiny)

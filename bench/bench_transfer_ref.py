@@ -19,11 +19,13 @@ import argparse
 import json
 import resource
 import time
+import types
 
 import torch
 import torch.nn.functional as F
-from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler, CogVideoXTransformer3DModel
-from diffusers.models.embeddings import apply_rotary_emb, get_3d_rotary_pos_embed
+from diffusers import (CogVideoXDDIMScheduler, CogVideoXDPMScheduler, CogVideoXPipeline,
+                       CogVideoXTransformer3DModel)
+from diffusers.models.embeddings import apply_rotary_emb
 
 PRESETS = {"2b": dict(), "5b": dict(num_attention_heads=48, num_layers=42, use_rotary_positional_embeddings=True)}
 TINY = dict(num_attention_heads=2, attention_head_dim=16, num_layers=2, text_embed_dim=32, time_embed_dim=32,
@@ -152,10 +154,9 @@ def main():
     grid_h, grid_w = lat_h // p, lat_w // p
     rope = None
     if cfg.use_rotary_positional_embeddings:
-        base_h, base_w = cfg.sample_height // p, cfg.sample_width // p
-        from diffusers.models.embeddings import get_resize_crop_region_for_grid
-        crop = get_resize_crop_region_for_grid((grid_h, grid_w), base_w, base_h)
-        rope = get_3d_rotary_pos_embed(cfg.attention_head_dim, crop, (grid_h, grid_w), lat_f, device=device)
+        # The pipeline's own table builder, called on a stand-in holding what it reads.
+        holder = types.SimpleNamespace(transformer=model, vae_scale_factor_spatial=8)
+        rope = CogVideoXPipeline._prepare_rotary_positional_embeddings(holder, height, width, lat_f, device)
 
     g = torch.Generator().manual_seed(args.seed + 1)
     text = lambda: torch.randn(1, cfg.max_text_seq_length, cfg.text_embed_dim, generator=g).to(device, dtype)

@@ -47,7 +47,8 @@ ProbeCapture capture_query_key(CogVideoXTransformer3DModel& transformer, const t
   forward.probes = &probes;
   forward.last_block = *std::max_element(blocks.begin(), blocks.end());
   const auto device = transformer->parameters().front().device();
-  const torch::Tensor t = torch::full({latents.size(0)}, timestep, torch::TensorOptions().dtype(torch::kLong).device(device));
+  const torch::Tensor t =
+      torch::full({latents.size(0)}, timestep, torch::TensorOptions().dtype(torch::kLong).device(device));
   return transformer->forward(latents, text, t, forward).captured;
 }
 

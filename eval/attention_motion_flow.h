@@ -26,9 +26,9 @@ enum class AmfReadout {
 
 // Options of the AMF read-out.
 struct AmfOptions {
-  double temperature = 2.0;   // softmax(temperature * logits) per target frame (DiTFlow's motion_temp)
-  int64_t batch_index = -1;   // batch element to read (-1: the last, as the reference)
-  int64_t query_chunk = 0;    // source tokens per chunk (0: one latent frame); bounds chunk x video tokens
+  double temperature = 2.0;  // softmax(temperature * logits) per target frame (DiTFlow's motion_temp)
+  int64_t batch_index = -1;  // batch element to read (-1: the last, as the reference)
+  int64_t query_chunk = 0;   // source tokens per chunk (0: one latent frame); bounds chunk x video tokens
 };
 
 // The AMF of captured Q/K ([B, heads, text_len + video tokens, head_dim], after qk-norm and RoPE):

@@ -39,8 +39,8 @@ torch::Tensor motion_similarity_matrix(const torch::Tensor& generated_tracks, co
   check_tracks(reference_tracks, "reference tracks");
   const int64_t frames = std::min(generated_tracks.size(1), reference_tracks.size(1));
   const torch::Tensor gen = unit_steps(generated_tracks, frames, nan_on_zero_motion).flatten(1);
-  const torch::Tensor ref = unit_steps(reference_tracks.to(generated_tracks.device()), frames, nan_on_zero_motion)
-                                .flatten(1);
+  const torch::Tensor ref =
+      unit_steps(reference_tracks.to(generated_tracks.device()), frames, nan_on_zero_motion).flatten(1);
   return (torch::matmul(gen, ref.transpose(0, 1)) / static_cast<double>(frames - 1)).to(torch::kFloat32);
 }
 
@@ -73,9 +73,10 @@ double motion_fidelity_from_flow(const torch::Tensor& generated_frames, const to
     T4G_CHECK_CTX(f->dim() == 4 && f->size(0) >= 2 && f->size(3) == 3 && f->scalar_type() == torch::kUInt8, ctx,
                   "motion fidelity: ", name, " must be ", ctx.expected, ", got ", ctx.got);
   }
-  T4G_CHECK(generated_frames.size(1) == reference_frames.size(1) && generated_frames.size(2) == reference_frames.size(2),
-            "motion fidelity: the videos must have the same frame size, got ", generated_frames.sizes(), " and ",
-            reference_frames.sizes());
+  T4G_CHECK(
+      generated_frames.size(1) == reference_frames.size(1) && generated_frames.size(2) == reference_frames.size(2),
+      "motion fidelity: the videos must have the same frame size, got ", generated_frames.sizes(), " and ",
+      reference_frames.sizes());
   const int64_t frames = std::min(generated_frames.size(0), reference_frames.size(0));
   data::FlowTrackOptions flow;
   flow.grid_step = grid_step;

@@ -20,7 +20,7 @@ enum class MotionFidelityForm {
 
 struct MotionFidelityOptions {
   MotionFidelityForm form = MotionFidelityForm::kReference;  // which score
-  bool subtract_identity = true;  // kReference: the code subtracts I (needs N == M); false drops the quirk
+  bool subtract_identity = true;    // kReference: the code subtracts I (needs N == M); false drops the quirk
   bool nan_on_zero_motion = false;  // true: a zero-length step gives NaN as in the code; false: it counts 0
 };
 

@@ -75,9 +75,9 @@ StepOverrides positions_override(LearnedPositions::Kind kind, const torch::Tenso
 void save_learned_positions(const std::string& path, const LearnedPositions& positions) {
   std::map<std::string, torch::Tensor> tensors;
   for (const auto& [t, table] : positions.tables) tensors[table_name(positions.kind, t)] = table.detach().cpu();
-  save_safetensors(path, tensors,
-                   {{"format", kPositionsFormat},
-                    {"kind", positions.kind == LearnedPositions::Kind::kRope ? "rope" : "sincos"}});
+  save_safetensors(
+      path, tensors,
+      {{"format", kPositionsFormat}, {"kind", positions.kind == LearnedPositions::Kind::kRope ? "rope" : "sincos"}});
 }
 
 LearnedPositions load_learned_positions(const std::string& path) {
@@ -131,9 +131,10 @@ LearnedPositions load_learned_positions(const std::string& path) {
 
 int64_t resolve_guidance_steps(const MotionTransferOptions& options) {
   const int64_t steps = options.sample.steps;
-  const int64_t guided = options.guidance_steps >= 0
-                             ? options.guidance_steps
-                             : std::max<int64_t>(1, static_cast<int64_t>(std::lround(0.2 * static_cast<double>(steps))));
+  const int64_t guided =
+      options.guidance_steps >= 0
+          ? options.guidance_steps
+          : std::max<int64_t>(1, static_cast<int64_t>(std::lround(0.2 * static_cast<double>(steps))));
   T4G_CHECK_CTX(guided <= steps,
                 option_context("guidance_steps", "in [0, " + std::to_string(steps) + "]", std::to_string(guided)),
                 "guidance_steps = ", guided, " exceeds the ", steps, " denoising steps");
@@ -143,10 +144,10 @@ int64_t resolve_guidance_steps(const MotionTransferOptions& options) {
 void check_transfer_options(const CogVideoXTransformerConfig& config, const MotionTransferOptions& options) {
   resolve_sample_geometry(config, options.sample);
   resolve_guidance_steps(options);
-  T4G_CHECK_CTX(options.iterations >= 0,
-                option_context("iterations", ">= 0", std::to_string(options.iterations)),
+  T4G_CHECK_CTX(options.iterations >= 0, option_context("iterations", ">= 0", std::to_string(options.iterations)),
                 "iterations must be >= 0, got ", options.iterations);
-  for (const auto& [name, lr] : {std::pair<const char*, double>{"lr_start", options.lr_start}, {"lr_end", options.lr_end}}) {
+  for (const auto& [name, lr] :
+       {std::pair<const char*, double>{"lr_start", options.lr_start}, {"lr_end", options.lr_end}}) {
     T4G_CHECK_CTX(std::isfinite(lr) && lr > 0, option_context(name, "a positive number", std::to_string(lr)), name,
                   " must be positive, got ", lr);
   }
@@ -225,15 +226,15 @@ MotionTransferResult transfer_motion(ModelComponents& components, const torch::T
     ref.blocks = options.blocks;
     ref.timestep = options.reference_timestep;
     ref.amf = options.amf;
-    result.reference_amf = extract_reference_amf(transformer, reference_latents.to(device),
-                                                 empty_prompt_embeds.to(device), ref);
+    result.reference_amf =
+        extract_reference_amf(transformer, reference_latents.to(device), empty_prompt_embeds.to(device), ref);
   }
 
   // lr of guided step i: numpy.linspace(lr_start, lr_end, guided + 1)[i].
   auto step_lr = [&](int64_t i) {
     return guided == 0 ? options.lr_start
-                       : options.lr_start + (options.lr_end - options.lr_start) * static_cast<double>(i) /
-                                                static_cast<double>(guided);
+                       : options.lr_start +
+                             (options.lr_end - options.lr_start) * static_cast<double>(i) / static_cast<double>(guided);
   };
   const torch::Tensor cond = prompts.positive.to(device);
   torch::Tensor positions = initial_positions;  // carried over between guided steps (kPositions)
@@ -260,8 +261,8 @@ MotionTransferResult transfer_motion(ModelComponents& components, const torch::T
       ErrorContext ctx;
       ctx.tensor = table_name(kind, t);
       ctx.expected = "a table for every guided timestep";
-      T4G_CHECK_CTX(found != reuse->tables.end(), ctx, "the saved positional embeddings have no table for timestep ",
-                    t, " (guided step ", i, "): they were made with other --steps / --guidance-steps");
+      T4G_CHECK_CTX(found != reuse->tables.end(), ctx, "the saved positional embeddings have no table for timestep ", t,
+                    " (guided step ", i, "): they were made with other --steps / --guidance-steps");
       result.positions.tables[t] = found->second;
       return positions_override(kind, found->second.to(device));
     }

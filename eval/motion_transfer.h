@@ -26,16 +26,16 @@ enum class TransferTarget {
 
 // One guided sampling call. Defaults are DiTFlow's (configs/guidance_config.yaml of the reference).
 struct MotionTransferOptions {
-  SampleOptions sample;                      // the denoising call (steps, CFG, seed, frames, ...)
+  SampleOptions sample;                              // the denoising call (steps, CFG, seed, frames, ...)
   TransferTarget target = TransferTarget::kLatents;  // what is optimised
-  std::vector<int64_t> blocks;               // AMF blocks, losses averaged (empty: default_amf_block)
-  int64_t guidance_steps = -1;               // first steps that are guided (-1: 20% of steps, 10 of 50)
-  int64_t iterations = 5;                    // Adam iterations per guided step
-  double lr_start = 2e-3;                    // lr of guided step i = linspace(lr_start, lr_end, guided + 1)[i]
-  double lr_end = 1e-3;                      // ... (the reference's [0.002, 0.001] over 11 points)
-  AmfOptions amf;                            // temperature (2) of the AMF softmax
-  bool threshold = true;                     // loss only where the reference displacement is non-zero
-  int64_t reference_timestep = 0;            // timestep of the reference forward (clean latents)
+  std::vector<int64_t> blocks;                       // AMF blocks, losses averaged (empty: default_amf_block)
+  int64_t guidance_steps = -1;                       // first steps that are guided (-1: 20% of steps, 10 of 50)
+  int64_t iterations = 5;                            // Adam iterations per guided step
+  double lr_start = 2e-3;                            // lr of guided step i = linspace(lr_start, lr_end, guided + 1)[i]
+  double lr_end = 1e-3;                              // ... (the reference's [0.002, 0.001] over 11 points)
+  AmfOptions amf;                                    // temperature (2) of the AMF softmax
+  bool threshold = true;                             // loss only where the reference displacement is non-zero
+  int64_t reference_timestep = 0;                    // timestep of the reference forward (clean latents)
 };
 
 // Positional embeddings per guided timestep: what the kPositions target learns and what zero-shot
@@ -65,12 +65,12 @@ struct TransferIteration {
 
 // What a call returns.
 struct MotionTransferResult {
-  SampleResult sample;                          // latents, frames (decoded), step times
-  std::vector<TransferIteration> iterations;    // every optimiser iteration, in order
-  std::vector<int64_t> guided_timesteps;        // timesteps that were guided (or reused positions)
-  LearnedPositions positions;                   // kPositions: the optimised (or reused) tables per timestep
+  SampleResult sample;                             // latents, frames (decoded), step times
+  std::vector<TransferIteration> iterations;       // every optimiser iteration, in order
+  std::vector<int64_t> guided_timesteps;           // timesteps that were guided (or reused positions)
+  LearnedPositions positions;                      // kPositions: the optimised (or reused) tables per timestep
   std::map<int64_t, torch::Tensor> reference_amf;  // block -> argmax AMF of the reference
-  double guidance_seconds = 0;                  // wall time of the optimisation (inside the step times)
+  double guidance_seconds = 0;                     // wall time of the optimisation (inside the step times)
 };
 
 // Resolves guidance_steps (-1 -> max(1, round(0.2 * steps)); must be in [0, steps]) and checks

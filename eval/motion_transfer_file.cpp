@@ -35,9 +35,9 @@ void check_frames(const torch::Tensor& frames, const std::string& spec) {
   ctx.tensor = "frames";
   ctx.expected = "uint8 [F, H, W, 3]";
   ctx.got = std::string(c10::toString(frames.scalar_type())) + " " + shape_string(frames.sizes());
-  T4G_CHECK_CTX(frames.dim() == 4 && frames.size(3) == 3 && frames.size(0) >= 1 &&
-                    frames.scalar_type() == torch::kUInt8,
-                ctx, spec, ": reference frames must be ", ctx.expected, ", got ", ctx.got);
+  T4G_CHECK_CTX(
+      frames.dim() == 4 && frames.size(3) == 3 && frames.size(0) >= 1 && frames.scalar_type() == torch::kUInt8, ctx,
+      spec, ": reference frames must be ", ctx.expected, ", got ", ctx.got);
 }
 
 // The prompt file's tensor `empty_prompt_embeds` (T5 of ""), or the tiny model's zeros.
@@ -103,8 +103,11 @@ torch::Tensor fit_reference_frames(const torch::Tensor& frames, int64_t count, i
   if (out.size(1) == height && out.size(2) == width) return out.contiguous();
   namespace F = torch::nn::functional;
   const torch::Tensor x = out.permute({0, 3, 1, 2}).to(torch::kFloat32);
-  const torch::Tensor resized = F::interpolate(
-      x, F::InterpolateFuncOptions().size(std::vector<int64_t>{height, width}).mode(torch::kBilinear).align_corners(false).antialias(true));
+  const torch::Tensor resized = F::interpolate(x, F::InterpolateFuncOptions()
+                                                      .size(std::vector<int64_t>{height, width})
+                                                      .mode(torch::kBilinear)
+                                                      .align_corners(false)
+                                                      .antialias(true));
   return resized.round().clamp(0, 255).to(torch::kUInt8).permute({0, 2, 3, 1}).contiguous();
 }
 
@@ -132,6 +135,7 @@ TransferFileReport transfer_to_file(const Config& recipe, const TransferFileOpti
   const CogVideoXTransformerConfig& config = components.transformer->config();
 
   MotionTransferOptions transfer = options.transfer;
+  if (!options.load_posemb.empty()) transfer.target = TransferTarget::kPositions;  // reuse implies the target
   if (transfer.sample.frames == 0 && reference_frames.defined()) {
     transfer.sample.frames = default_transfer_frames(reference_frames.size(0), config);
   }
@@ -146,14 +150,14 @@ TransferFileReport transfer_to_file(const Config& recipe, const TransferFileOpti
   const std::vector<std::string> paths = sample_output_paths(options.out, 1);
 
   torch::Tensor reference_latents;
-  if (reference_frames.defined()) {
+  if (reference_frames.defined() && options.load_posemb.empty()) {
     const torch::Tensor fitted =
         fit_reference_frames(reference_frames, geometry.frames, geometry.height, geometry.width, options.reference);
     reference_latents = encode_frames_to_latents(components.vae, fitted.unsqueeze(0));
   }
   T4G_INFO("transfer: ", components.source, " on ", components.device.str(), ", ", geometry.frames, " x ",
-           geometry.height, " x ", geometry.width, ", ", transfer.sample.steps, " steps (", resolve_guidance_steps(transfer),
-           " guided x ", transfer.iterations, " iterations), target ",
+           geometry.height, " x ", geometry.width, ", ", transfer.sample.steps, " steps (",
+           resolve_guidance_steps(transfer), " guided x ", transfer.iterations, " iterations), target ",
            transfer.target == TransferTarget::kLatents ? "latents" : "posemb",
            options.load_posemb.empty() ? "" : " (reusing " + options.load_posemb + ")");
 
@@ -167,15 +171,16 @@ TransferFileReport transfer_to_file(const Config& recipe, const TransferFileOpti
 
   std::string posemb_path;
   if (transfer.target == TransferTarget::kPositions && options.load_posemb.empty()) {
-    posemb_path = options.save_posemb.empty() ? without_extension(paths[0]) + ".posemb.safetensors" : options.save_posemb;
+    posemb_path =
+        options.save_posemb.empty() ? without_extension(paths[0]) + ".posemb.safetensors" : options.save_posemb;
     save_learned_positions(posemb_path, result.positions);
     report.files.push_back(posemb_path);
   }
 
   Json iterations = Json::array();
   for (const TransferIteration& it : result.iterations) {
-    iterations.push_back({{"step", it.step}, {"timestep", it.timestep}, {"iteration", it.iteration}, {"lr", it.lr},
-                          {"loss", it.loss}});
+    iterations.push_back(
+        {{"step", it.step}, {"timestep", it.timestep}, {"iteration", it.iteration}, {"lr", it.lr}, {"loss", it.loss}});
   }
   if (!result.iterations.empty()) {
     report.first_loss = result.iterations.front().loss;

@@ -15,14 +15,16 @@ namespace t4g {
 
 // How `t4g transfer` runs.
 struct TransferFileOptions {
-  std::string reference;      // VIDEO file, FRAMES.h5 (dataset frames [F, H, W, 3]) or SHARDS_DIR:ID
-  std::string prompt_embeds;  // safetensors: prompt_embeds, negative_prompt_embeds, empty_prompt_embeds; "" = tiny's zeros
-  std::string out;            // output video: .mp4 (needs OpenCV) or .h5
-  std::string report;         // JSON report ("" = <out without extension>.json)
-  std::string save_posemb;    // target posemb: where the optimised tables go ("" = <out stem>.posemb.safetensors)
-  std::string load_posemb;    // zero-shot: reuse these tables, no optimisation, no reference needed
-  double fps = 8;             // frame rate of an mp4
-  bool dynamic_cfg_auto = false;  // true: dynamic CFG on iff the model uses RoPE (DiTFlow: 5B yes, 2B no)
+  std::string reference;  // VIDEO file, FRAMES.h5 (dataset frames [F, H, W, 3]) or SHARDS_DIR:ID
+  std::string
+      prompt_embeds;   // safetensors: prompt_embeds, negative_prompt_embeds, empty_prompt_embeds; "" = tiny's zeros
+  std::string out;     // output video: .mp4 (needs OpenCV) or .h5
+  std::string report;  // JSON report ("" = <out without extension>.json)
+  std::string save_posemb;  // target posemb: where the optimised tables go ("" = <out stem>.posemb.safetensors)
+  std::string
+      load_posemb;  // zero-shot: reuse these tables (implies target posemb), no optimisation, no reference needed
+  double fps = 8;   // frame rate of an mp4
+  bool dynamic_cfg_auto = false;   // true: dynamic CFG on iff the model uses RoPE (DiTFlow: 5B yes, 2B no)
   MotionTransferOptions transfer;  // the guided generation (frames 0: from the reference, see below)
 };
 

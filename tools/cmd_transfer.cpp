@@ -69,8 +69,9 @@ void register_transfer(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--save-posemb", flags->options.save_posemb,
                   "target posemb: where the optimised embeddings go (default: OUT.posemb.safetensors)");
-  cmd->add_option("--load-posemb", flags->options.load_posemb,
-                  "zero-shot transfer: reuse saved embeddings at the guided steps, no optimisation")
+  cmd->add_option(
+         "--load-posemb", flags->options.load_posemb,
+         "zero-shot transfer: reuse saved embeddings at the guided steps, no optimisation (implies --target posemb)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--blocks", flags->blocks, "AMF blocks (default: 20 for 5B, 15 for 2B, num_layers/2 otherwise)");
   cmd->add_option("--guidance-steps", t.guidance_steps, "first denoising steps that are guided (-1: 20% of --steps)")

@@ -60,7 +60,8 @@ TEST(TransferCli, LatentsTargetWritesVideoAndReport) {
   const Json report = read_json(dir.file("out.json"));
   ASSERT_EQ(report.at("iterations").size(), 6u);  // 2 guided steps x 3 iterations
   for (int step = 0; step < 2; ++step) {
-    EXPECT_LT(report["iterations"][step * 3 + 2]["loss"].get<double>(), report["iterations"][step * 3]["loss"].get<double>())
+    EXPECT_LT(report["iterations"][step * 3 + 2]["loss"].get<double>(),
+              report["iterations"][step * 3]["loss"].get<double>())
         << "the AMF loss falls within guided step " << step;
   }
   EXPECT_EQ(report.at("target"), "latents");
@@ -80,12 +81,11 @@ TEST(TransferCli, PosembSavedAndReusedZeroShotFromAShardReference) {
   data::write_shard(dir.file("ds/shard_0.h5"), {shard});
   data::write_shard_index(dir.file("ds"));
 
-  CommandResult r = transfer("--reference " + dir.file("ds") + ":walk --target posemb" + kQuick + " --out " +
-                             dir.file("a.h5"));
+  CommandResult r =
+      transfer("--reference " + dir.file("ds") + ":walk --target posemb" + kQuick + " --out " + dir.file("a.h5"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_TRUE(path_exists(dir.file("a.posemb.safetensors")));
-  r = transfer("--load-posemb " + dir.file("a.posemb.safetensors") + " --target posemb" + kQuick + " --out " +
-               dir.file("b.h5"));
+  r = transfer("--load-posemb " + dir.file("a.posemb.safetensors") + kQuick + " --out " + dir.file("b.h5"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const torch::Tensor a = h5::File::open(dir.file("a.h5")).root().read("frames");
   const torch::Tensor b = h5::File::open(dir.file("b.h5")).root().read("frames");

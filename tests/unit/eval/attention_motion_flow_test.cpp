@@ -29,7 +29,7 @@ std::pair<torch::Tensor, torch::Tensor> shifted_query_key(const TokenGrid& grid,
   for (int64_t f = 0; f < grid.frames; ++f) {
     frames.push_back(canvas.slice(1, pad - shift * f, pad - shift * f + grid.width).reshape({-1, 64}));
   }
-  const torch::Tensor video = torch::cat(frames, 0);                        // [N, 64]
+  const torch::Tensor video = torch::cat(frames, 0);                                  // [N, 64]
   const torch::Tensor tokens = torch::cat({torch::randn({text_len, 64}), video}, 0);  // text first
   const torch::Tensor qk = tokens.view({1, -1, 2, 32}).transpose(1, 2).contiguous();  // [1, 2, S, 32]
   return {qk, qk.clone()};
@@ -58,7 +58,8 @@ torch::Tensor direct_soft_amf(const torch::Tensor& q, const torch::Tensor& k, in
                               double temperature) {
   const torch::Tensor qv = q[0].slice(1, text_len);
   const torch::Tensor kv = k[0].slice(1, text_len);
-  const torch::Tensor a = (torch::matmul(qv, kv.transpose(-1, -2)) / std::sqrt(static_cast<double>(q.size(-1)))).mean(0);
+  const torch::Tensor a =
+      (torch::matmul(qv, kv.transpose(-1, -2)) / std::sqrt(static_cast<double>(q.size(-1)))).mean(0);
   const int64_t n = g.tokens_per_frame();
   const torch::Tensor idx = torch::arange(n);
   const torch::Tensor x = idx.remainder(g.width).to(torch::kFloat32);
@@ -68,7 +69,8 @@ torch::Tensor direct_soft_amf(const torch::Tensor& q, const torch::Tensor& k, in
   std::vector<torch::Tensor> out;
   for (int64_t i = 0; i < g.frames; ++i) {
     for (int64_t j = 0; j < g.frames; ++j) {
-      const torch::Tensor p = torch::softmax(a.slice(0, i * n, (i + 1) * n).slice(1, j * n, (j + 1) * n) * temperature, -1);
+      const torch::Tensor p =
+          torch::softmax(a.slice(0, i * n, (i + 1) * n).slice(1, j * n, (j + 1) * n) * temperature, -1);
       out.push_back(torch::stack({(rel_x * p).sum(1), (rel_y * p).sum(1)}, -1));
     }
   }
@@ -127,9 +129,13 @@ TEST(AttentionMotionFlow, LossThresholdKeepsMovingReferenceEntries) {
   // Only entry 0 moves: ((1 - 0)^2 + 0^2) / 2 components.
   EXPECT_NEAR(amf_loss(ref, gen, true).item<double>(), 0.5, 1e-6);
   EXPECT_NEAR(amf_loss(ref, gen, false).item<double>(), (1.0 + 25.0 + 25.0) / 4.0, 1e-6);
-  EXPECT_NE(error_of([&] { amf_loss(torch::zeros({1, 2, 2}), gen, true); }).find("no non-zero displacement"),
+  EXPECT_NE(error_of([&] {
+              amf_loss(torch::zeros({1, 2, 2}), gen, true);
+            }).find("no non-zero displacement"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { amf_loss(ref, torch::zeros({4, 2, 2}), true); }).find("reference's shape"),
+  EXPECT_NE(error_of([&] {
+              amf_loss(ref, torch::zeros({4, 2, 2}), true);
+            }).find("reference's shape"),
             std::string::npos);
 }
 
@@ -181,7 +187,7 @@ TEST(AttentionMotionFlow, SyntheticTranslationPointsTheRightWay) {
   // Latents: frames 0, 4, 8 pooled 8 x 8, RGB plus their mean as the 4 channels. (The tiny random
   // VAE does not keep motion: its latent frames 1 and 2 of this video match best unshifted.)
   const torch::Tensor rgb = frames.index_select(0, torch::tensor({0, 4, 8})).permute({0, 3, 1, 2}).to(torch::kFloat32);
-  const torch::Tensor pooled = torch::avg_pool2d(rgb / 127.5 - 1.0, 8);                    // [3, 3, 16, 24]
+  const torch::Tensor pooled = torch::avg_pool2d(rgb / 127.5 - 1.0, 8);                      // [3, 3, 16, 24]
   const torch::Tensor latents = torch::cat({pooled, pooled.mean(1, true)}, 1).unsqueeze(0);  // [1, 3, 4, 16, 24]
   ReferenceAmfOptions options;
   options.blocks = {0};
@@ -209,21 +215,25 @@ TEST(AttentionMotionFlow, BadBlocksTimestepsAndLatentsAreErrors) {
   const torch::Tensor text = tiny_text_embeddings(m, 1);
   ReferenceAmfOptions options;
   options.blocks = {2};
-  EXPECT_NE(error_of([&] { extract_reference_amf(m.transformer, latents, text, options); })
-                .find("AMF block 2 is outside the model's transformer blocks [0, 2)"),
+  EXPECT_NE(error_of([&] {
+              extract_reference_amf(m.transformer, latents, text, options);
+            }).find("AMF block 2 is outside the model's transformer blocks [0, 2)"),
             std::string::npos);
   options.blocks = {1};
   options.timestep = 1000;
-  EXPECT_NE(error_of([&] { extract_reference_amf(m.transformer, latents, text, options); })
-                .find("reference timestep 1000 is outside"),
+  EXPECT_NE(error_of([&] {
+              extract_reference_amf(m.transformer, latents, text, options);
+            }).find("reference timestep 1000 is outside"),
             std::string::npos);
   options.timestep = 0;
-  EXPECT_NE(error_of([&] { extract_reference_amf(m.transformer, torch::randn({1, 3, 5, 8, 12}), text, options); })
-                .find("reference latents must be [1, F, 4, h, w]"),
+  EXPECT_NE(error_of([&] {
+              extract_reference_amf(m.transformer, torch::randn({1, 3, 5, 8, 12}), text, options);
+            }).find("reference latents must be [1, F, 4, h, w]"),
             std::string::npos);
   const torch::Tensor q = torch::randn({1, 2, 10, 8});
-  EXPECT_NE(error_of([&] { attention_motion_flow(q, q, 0, TokenGrid{2, 2, 3}, AmfReadout::kSoft); })
-                .find("AMF query must be [B, heads, 12, head_dim]"),
+  EXPECT_NE(error_of([&] {
+              attention_motion_flow(q, q, 0, TokenGrid{2, 2, 3}, AmfReadout::kSoft);
+            }).find("AMF query must be [B, heads, 12, head_dim]"),
             std::string::npos);
 }
 

@@ -37,7 +37,7 @@ TEST(MotionFidelity, KnownScoresOfBothForms) {
   // S = [[1, 0], [1, 0]].
   const torch::Tensor s = motion_similarity_matrix(gen, ref);
   EXPECT_LT((s - torch::tensor({1.0f, 0.0f, 1.0f, 0.0f}).view({2, 2})).abs().max().item<double>(), 1e-6);
-  MotionFidelityOptions options;  // the reference code: S - I, rows' max, mean
+  MotionFidelityOptions options;                               // the reference code: S - I, rows' max, mean
   EXPECT_NEAR(motion_fidelity(gen, ref, options), 0.5, 1e-6);  // rows of S - I: max(0, 0), max(1, -1)
   options.subtract_identity = false;
   EXPECT_NEAR(motion_fidelity(gen, ref, options), 1.0, 1e-6);
@@ -75,7 +75,9 @@ TEST(MotionFidelity, ZeroMotionCountsZeroOrNan) {
 
 TEST(MotionFidelity, BadTracksAreErrors) {
   const torch::Tensor right = track({{1, 0}, {1, 0}});
-  EXPECT_NE(error_of([&] { motion_fidelity(torch::zeros({3, 1, 2}), right); }).find("generated tracks must be"),
+  EXPECT_NE(error_of([&] {
+              motion_fidelity(torch::zeros({3, 1, 2}), right);
+            }).find("generated tracks must be"),
             std::string::npos);
   EXPECT_NE(error_of([&] { motion_fidelity(tracks({right, right}), right); }).find("2 vs 1"), std::string::npos);
 }

@@ -119,22 +119,26 @@ TEST(MotionTransfer, BadInputsAreErrors) {
   TransferCase s = make_setup(false);
   MotionTransferOptions o = quick_options(TransferTarget::kLatents);
   // A reference of another frame count (5 video frames -> 2 latent frames) than the generation's 9 (3).
-  EXPECT_NE(error_of([&] { transfer_motion(s.m, s.reference.slice(1, 0, 2), s.prompts, s.empty, o); })
-                .find("reference latents must match the generation's latent size [1, 3, 4, 8, 12]"),
+  EXPECT_NE(error_of([&] {
+              transfer_motion(s.m, s.reference.slice(1, 0, 2), s.prompts, s.empty, o);
+            }).find("reference latents must match the generation's latent size [1, 3, 4, 8, 12]"),
             std::string::npos);
   o.blocks = {5};
-  EXPECT_NE(error_of([&] { transfer_motion(s.m, s.reference, s.prompts, s.empty, o); })
-                .find("AMF block 5 is outside the model's transformer blocks [0, 2)"),
+  EXPECT_NE(error_of([&] {
+              transfer_motion(s.m, s.reference, s.prompts, s.empty, o);
+            }).find("AMF block 5 is outside the model's transformer blocks [0, 2)"),
             std::string::npos);
   o.blocks = {};
   o.reference_timestep = -1;
-  EXPECT_NE(error_of([&] { transfer_motion(s.m, s.reference, s.prompts, s.empty, o); })
-                .find("reference timestep -1 is outside"),
+  EXPECT_NE(error_of([&] {
+              transfer_motion(s.m, s.reference, s.prompts, s.empty, o);
+            }).find("reference timestep -1 is outside"),
             std::string::npos);
   o.reference_timestep = 0;
   o.guidance_steps = 4;
-  EXPECT_NE(error_of([&] { transfer_motion(s.m, s.reference, s.prompts, s.empty, o); })
-                .find("guidance_steps = 4 exceeds the 3 denoising steps"),
+  EXPECT_NE(error_of([&] {
+              transfer_motion(s.m, s.reference, s.prompts, s.empty, o);
+            }).find("guidance_steps = 4 exceeds the 3 denoising steps"),
             std::string::npos);
   o.guidance_steps = 2;
   // Reused tables of the other model form, and tables missing a guided timestep.
@@ -142,20 +146,22 @@ TEST(MotionTransfer, BadInputsAreErrors) {
   rope.kind = LearnedPositions::Kind::kRope;
   rope.tables[999] = torch::zeros({2, 2, 72, 16});
   MotionTransferOptions p = quick_options(TransferTarget::kPositions);
-  EXPECT_NE(error_of([&] { transfer_motion(s.m, torch::Tensor(), s.prompts, torch::Tensor(), p, &rope); })
-                .find("this model needs sin-cos tables"),
+  EXPECT_NE(error_of([&] {
+              transfer_motion(s.m, torch::Tensor(), s.prompts, torch::Tensor(), p, &rope);
+            }).find("this model needs sin-cos tables"),
             std::string::npos);
   LearnedPositions sincos;
   sincos.kind = LearnedPositions::Kind::kSinCos;
   sincos.tables[999] = torch::zeros({1, 72, 32});
-  EXPECT_NE(error_of([&] { transfer_motion(s.m, torch::Tensor(), s.prompts, torch::Tensor(), p, &sincos); })
-                .find("no table for timestep"),
+  EXPECT_NE(error_of([&] {
+              transfer_motion(s.m, torch::Tensor(), s.prompts, torch::Tensor(), p, &sincos);
+            }).find("no table for timestep"),
             std::string::npos);
   TempDir dir;
   save_safetensors(dir.file("x.safetensors"), {{"rope.1", torch::zeros({2})}});
-  EXPECT_NE(error_of([&] { load_learned_positions(dir.file("x.safetensors")); })
-                .find("is not a positional-embedding file"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { load_learned_positions(dir.file("x.safetensors")); }).find("is not a positional-embedding file"),
+      std::string::npos);
 }
 
 }  // namespace
