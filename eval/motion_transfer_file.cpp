@@ -12,6 +12,7 @@
 #include "common/shape_string.h"
 #include "data/shards.h"
 #include "data/video_io.h"
+#include "eval/motion_fidelity.h"
 #include "eval/sample_file.h"
 
 namespace t4g {
@@ -150,9 +151,12 @@ TransferFileReport transfer_to_file(const Config& recipe, const TransferFileOpti
   const std::vector<std::string> paths = sample_output_paths(options.out, 1);
 
   torch::Tensor reference_latents;
-  if (reference_frames.defined() && options.load_posemb.empty()) {
-    const torch::Tensor fitted =
+  torch::Tensor fitted;
+  if (reference_frames.defined()) {
+    fitted =
         fit_reference_frames(reference_frames, geometry.frames, geometry.height, geometry.width, options.reference);
+  }
+  if (fitted.defined() && options.load_posemb.empty()) {
     reference_latents = encode_frames_to_latents(components.vae, fitted.unsqueeze(0));
   }
   T4G_INFO("transfer: ", components.source, " on ", components.device.str(), ", ", geometry.frames, " x ",
@@ -186,6 +190,13 @@ TransferFileReport transfer_to_file(const Config& recipe, const TransferFileOpti
     report.first_loss = result.iterations.front().loss;
     report.last_loss = result.iterations.back().loss;
   }
+  // Motion Fidelity of the result against the reference, from flow-chained tracks (the reference
+  // uses CoTracker3; see eval/motion_fidelity.h). Needs OpenCV's optical flow.
+  Json fidelity = nullptr;
+  if (fitted.defined() && data::have_opencv()) {
+    report.motion_fidelity = motion_fidelity_from_flow(result.sample.frames[0], fitted);
+    fidelity = report.motion_fidelity;
+  }
   std::vector<int64_t> blocks;
   for (const auto& [b, _] : result.reference_amf) blocks.push_back(b);
   const Json json = {
@@ -210,6 +221,7 @@ TransferFileReport transfer_to_file(const Config& recipe, const TransferFileOpti
       {"guidance_seconds", result.guidance_seconds},
       {"seconds", report.seconds},
       {"video", paths[0]},
+      {"motion_fidelity_flow", fidelity},
       {"iterations", iterations},
   };
   const std::string report_path = options.report.empty() ? without_extension(paths[0]) + ".json" : options.report;

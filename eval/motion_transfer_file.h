@@ -2,7 +2,8 @@
 // (a video file through OpenCV, an HDF5 file with dataset `frames` such as `t4g sample` writes, or
 // SHARDS_DIR:ID), read the prompt embeddings, run the guided generation (eval/motion_transfer.h)
 // and write the video (as `t4g sample` does), a JSON report with the AMF loss of every optimiser
-// iteration, and for target posemb the optimised positional embeddings.
+// iteration (and, where OpenCV's optical flow is present, the result's Motion Fidelity against the
+// reference from flow-chained tracks), and for target posemb the optimised positional embeddings.
 #pragma once
 
 #include <string>
@@ -34,6 +35,7 @@ struct TransferFileReport {
   double first_loss = 0;           // AMF loss of the first iteration (0 without optimisation)
   double last_loss = 0;            // ... of the last iteration
   double seconds = 0;              // denoising (guidance included) and decoding
+  double motion_fidelity = 0;      // against the reference, from flow tracks (NaN-free form); 0 without OpenCV
 };
 
 // Reads the reference frames named by `spec` (see TransferFileOptions::reference): uint8 [F, H, W, 3].

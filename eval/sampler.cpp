@@ -233,7 +233,8 @@ torch::Tensor denoise_latents(CogVideoXTransformer3DModel& transformer, const Co
     }
     const torch::Tensor input = copies > 1 ? torch::cat(std::vector<torch::Tensor>(copies, latents), 0) : latents;
     const torch::Tensor timestep = torch::full({input.size(0)}, t, torch::TensorOptions().dtype(torch::kLong).device(device));
-    const torch::Tensor prediction = transformer->forward(input, encoder, timestep, step_forward).sample.to(torch::kFloat32);
+    const torch::Tensor prediction =
+        transformer->forward(input, encoder, timestep, step_forward).sample.to(torch::kFloat32);
     const double guidance =
         options.dynamic_cfg ? dynamic_guidance_scale(options.guidance_scale, t, options.steps) : options.guidance_scale;
     const torch::Tensor guided = guide(prediction, copies, cfg, guidance, cag, options.cag_scale);

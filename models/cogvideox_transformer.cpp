@@ -430,10 +430,10 @@ TransformerOutput CogVideoXTransformer3DModelImpl::forward(const torch::Tensor& 
   for (const RotaryEmbedding* r : {static_cast<const RotaryEmbedding*>(&rope), &key_rope}) {
     if (!r->defined()) continue;
     for (const torch::Tensor* t : {&r->cos, &r->sin}) {
-      T4G_CHECK(t->defined() && t->dim() == 2 && t->size(0) == grid.video_tokens() &&
-                    t->size(1) == c.attention_head_dim,
-                "RoPE tables are ", t->defined() ? t->sizes() : c10::IntArrayRef{}, ", expected [",
-                grid.video_tokens(), ", ", c.attention_head_dim, "]");
+      T4G_CHECK(
+          t->defined() && t->dim() == 2 && t->size(0) == grid.video_tokens() && t->size(1) == c.attention_head_dim,
+          "RoPE tables are ", t->defined() ? t->sizes() : c10::IntArrayRef{}, ", expected [", grid.video_tokens(), ", ",
+          c.attention_head_dim, "]");
     }
   }
   T4G_CHECK(options.last_block >= -1 && options.last_block < c.num_layers, "last_block ", options.last_block,

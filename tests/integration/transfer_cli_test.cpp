@@ -67,6 +67,10 @@ TEST(TransferCli, LatentsTargetWritesVideoAndReport) {
   EXPECT_EQ(report.at("target"), "latents");
   EXPECT_EQ(report.at("blocks"), Json::array({1}));
   EXPECT_EQ(report.at("guided_timesteps").size(), 2u);
+  if (report.at("motion_fidelity_flow").is_number()) {  // builds with OpenCV
+    const double mf = report["motion_fidelity_flow"].get<double>();
+    EXPECT_TRUE(mf >= -2.0 && mf <= 1.0) << mf;  // S - I entries lie in [-2, 1]
+  }
 }
 
 TEST(TransferCli, PosembSavedAndReusedZeroShotFromAShardReference) {

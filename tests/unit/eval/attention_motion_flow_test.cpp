@@ -200,7 +200,9 @@ TEST(AttentionMotionFlow, SyntheticTranslationPointsTheRightWay) {
       const double dy = pair.select(1, 1).median().item<double>();
       EXPECT_EQ(dx, static_cast<double>(j - i)) << "pair " << i << j << ": one patch per latent frame along +x";
       EXPECT_EQ(dy, 0.0) << "pair " << i << j;
-      if (i != j) EXPECT_GT(pair.select(1, 0).mean().item<double>() * static_cast<double>(j - i), 0.4) << i << j;
+      if (i != j) {
+        EXPECT_GT(pair.select(1, 0).mean().item<double>() * static_cast<double>(j - i), 0.4) << i << j;
+      }
     }
   }
 }
