@@ -221,9 +221,20 @@ torch::Tensor denoise_latents(CogVideoXTransformer3DModel& transformer, const Co
   for (size_t i = 0; i < timesteps.size(); ++i) {
     const auto start = std::chrono::steady_clock::now();
     const int64_t t = timesteps[i];
+    TransformerForwardOptions step_forward = forward;
+    if (options.before_step) {
+      StepOverrides change = options.before_step(static_cast<int64_t>(i), t, latents);
+      // The reference steps from the optimised latents as they are (float32); the cast below
+      // brings them back to the latent dtype after the step.
+      if (change.latents.defined()) latents = change.latents.detach().to(device);
+      if (change.rope.defined()) step_forward.rope = change.rope;
+      if (change.key_rope.defined()) step_forward.key_rope = change.key_rope;
+      if (change.video_pos_embedding.defined()) step_forward.video_pos_embedding = change.video_pos_embedding;
+    }
     const torch::Tensor input = copies > 1 ? torch::cat(std::vector<torch::Tensor>(copies, latents), 0) : latents;
     const torch::Tensor timestep = torch::full({input.size(0)}, t, torch::TensorOptions().dtype(torch::kLong).device(device));
-    const torch::Tensor prediction = transformer->forward(input, encoder, timestep, forward).sample.to(torch::kFloat32);
+    const torch::Tensor prediction =
+        transformer->forward(input, encoder, timestep, step_forward).sample.to(torch::kFloat32);
     const double guidance =
         options.dynamic_cfg ? dynamic_guidance_scale(options.guidance_scale, t, options.steps) : options.guidance_scale;
     const torch::Tensor guided = guide(prediction, copies, cfg, guidance, cag, options.cag_scale);

@@ -44,6 +44,18 @@ struct SampleStep {
 };
 using SampleStepCallback = std::function<void(const SampleStep&)>;
 
+// What a before-step hook changes for one step (DiTFlow's guidance, eval/motion_transfer.h).
+struct StepOverrides {
+  torch::Tensor latents;              // replaces the latents from this step on (undefined = keep)
+  RotaryEmbedding rope;               // this step's RoPE tables for Q (undefined = the model's)
+  RotaryEmbedding key_rope;           // this step's RoPE tables for K (undefined = rope)
+  torch::Tensor video_pos_embedding;  // this step's sin-cos video table [1, N, D] (undefined = the model's)
+};
+// Called before step `index` (scheduler timestep `timestep`) with the current latents. It runs
+// inside the loop's no-grad scope: a hook that optimises enables autograd itself.
+using BeforeStepHook =
+    std::function<StepOverrides(int64_t index, int64_t timestep, const torch::Tensor& latents)>;
+
 // One sampling call. Defaults are the pipeline's; frames/height/width 0 take the model's
 // sample size (config sample_frames, sample_height * 8, sample_width * 8), as diffusers does.
 struct SampleOptions {
@@ -64,6 +76,7 @@ struct SampleOptions {
   torch::Tensor initial_latents;     // given starting latents [B, F_lat, C, h, w]; undefined: seeded noise
   bool progress = true;              // a progress bar over the steps on stderr
   SampleStepCallback on_step;        // called after every step (tests, benchmarks)
+  BeforeStepHook before_step;        // called before every step's model call (motion transfer)
 };
 
 // The sizes one call works at, after defaults and checks.

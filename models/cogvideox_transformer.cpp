@@ -51,7 +51,8 @@ CogVideoXPatchEmbedImpl::CogVideoXPatchEmbedImpl(const CogVideoXTransformerConfi
   }
 }
 
-torch::Tensor CogVideoXPatchEmbedImpl::forward(const torch::Tensor& text, const torch::Tensor& latents) {
+torch::Tensor CogVideoXPatchEmbedImpl::forward(const torch::Tensor& text, const torch::Tensor& latents,
+                                               const torch::Tensor& video_table) {
   const auto text_embeds = linear_forward(text_proj, text);
   const int64_t b = latents.size(0);
   const int64_t f = latents.size(1);
@@ -73,6 +74,18 @@ torch::Tensor CogVideoXPatchEmbedImpl::forward(const torch::Tensor& text, const 
     video = linear_forward(proj_linear, video);
   }
   auto embeds = torch::cat({text_embeds, video}, 1).contiguous();
+  if (video_table.defined()) {
+    T4G_CHECK(config_.uses_sincos_positions(),
+              "a replacement video positional table was given, but this model has no sin-cos positions (",
+              config_.use_rotary_positional_embeddings ? "it uses RoPE" : "learned table", ")");
+    const int64_t text_len = text.size(1);
+    T4G_CHECK(video_table.dim() == 3 && video_table.size(1) == video.size(1) && video_table.size(2) == video.size(2) &&
+                  (video_table.size(0) == 1 || video_table.size(0) == b),
+              "the video positional table must be [1 or ", b, ", ", video.size(1), ", ", video.size(2), "], got ",
+              video_table.sizes());
+    return torch::cat({embeds.slice(1, 0, text_len), embeds.slice(1, text_len) + video_table.to(embeds.scalar_type())},
+                      1);
+  }
   if (!config_.uses_sincos_positions() && !config_.use_learned_positional_embeddings) return embeds;
 
   const int64_t text_len = text.size(1);
@@ -174,7 +187,9 @@ std::pair<torch::Tensor, torch::Tensor> CogVideoXAttentionImpl::forward(const to
   const auto v = split_heads(linear_forward(to_v, x));
   if (call.rope != nullptr && call.rope->defined()) {
     q = torch::cat({q.slice(2, 0, text_len), apply_rotary_emb(q.slice(2, text_len), *call.rope)}, 2);
-    k = torch::cat({k.slice(2, 0, text_len), apply_rotary_emb(k.slice(2, text_len), *call.rope)}, 2);
+    const RotaryEmbedding& key_rope =
+        call.key_rope != nullptr && call.key_rope->defined() ? *call.key_rope : *call.rope;
+    k = torch::cat({k.slice(2, 0, text_len), apply_rotary_emb(k.slice(2, text_len), key_rope)}, 2);
   }
   if (call.query_out != nullptr) *call.query_out = q;
   if (call.key_out != nullptr) *call.key_out = k;
@@ -347,7 +362,13 @@ std::pair<torch::Tensor, torch::Tensor> CogVideoXTransformer3DModelImpl::run_blo
                                                                                    const BlockAttentionCall& call) {
   auto& block = blocks_[static_cast<size_t>(index)];
   const bool capturing = call.query_out != nullptr || call.key_out != nullptr;
-  if (!gradient_checkpointing_ || !torch::GradMode::is_enabled() || capturing) {
+  // The checkpoint function returns gradients for its inputs and the block's parameters only, and
+  // recomputes with one RoPE table pair; a block whose RoPE tables are being optimised, or whose
+  // K has tables of its own, runs plainly.
+  const bool rope_trains = call.rope != nullptr && call.rope->defined() &&
+                           (call.rope->cos.requires_grad() || call.rope->sin.requires_grad());
+  const bool own_key_rope = call.key_rope != nullptr && call.key_rope->defined();
+  if (!gradient_checkpointing_ || !torch::GradMode::is_enabled() || capturing || rope_trains || own_key_rope) {
     return block->forward(hidden, encoder, temb, call);
   }
   T4G_CHECK(!is_training() || config_.dropout == 0.0,
@@ -396,7 +417,7 @@ TransformerOutput CogVideoXTransformer3DModelImpl::forward(const torch::Tensor& 
   }
 
   // 2. Patch embedding, positional tables.
-  auto seq = embedding_dropout(patch_embed(text, x));
+  auto seq = embedding_dropout(patch_embed(text, x, options.video_pos_embedding));
   auto encoder = seq.slice(1, 0, text_len);
   auto hidden = seq.slice(1, text_len);
 
@@ -404,10 +425,19 @@ TransformerOutput CogVideoXTransformer3DModelImpl::forward(const torch::Tensor& 
   if (c.use_rotary_positional_embeddings && !rope.defined()) {
     rope = cogvideox_rotary_embedding(c, f, h, w, device);
   }
-  if (rope.defined()) {
-    T4G_CHECK(rope.cos.size(0) == grid.video_tokens() && rope.cos.size(1) == c.attention_head_dim, "RoPE tables are ",
-              rope.cos.sizes(), ", expected [", grid.video_tokens(), ", ", c.attention_head_dim, "]");
+  const RotaryEmbedding& key_rope = options.key_rope;
+  T4G_CHECK(!key_rope.defined() || rope.defined(), "K's RoPE tables were given, but this model has no RoPE");
+  for (const RotaryEmbedding* r : {static_cast<const RotaryEmbedding*>(&rope), &key_rope}) {
+    if (!r->defined()) continue;
+    for (const torch::Tensor* t : {&r->cos, &r->sin}) {
+      T4G_CHECK(
+          t->defined() && t->dim() == 2 && t->size(0) == grid.video_tokens() && t->size(1) == c.attention_head_dim,
+          "RoPE tables are ", t->defined() ? t->sizes() : c10::IntArrayRef{}, ", expected [", grid.video_tokens(), ", ",
+          c.attention_head_dim, "]");
+    }
   }
+  T4G_CHECK(options.last_block >= -1 && options.last_block < c.num_layers, "last_block ", options.last_block,
+            " outside [-1, ", c.num_layers, ")");
 
   // 3. Blocks, with probes.
   static const ProbeOptions kNoProbes;
@@ -434,9 +464,12 @@ TransformerOutput CogVideoXTransformer3DModelImpl::forward(const torch::Tensor& 
   }
 
   TransformerOutput result;
+  // An explicit last block (DiTFlow's loss forwards) stops there too.
+  if (options.last_block >= 0) last_layer = std::min(last_layer, options.last_block);
   for (int64_t i = 0; i <= last_layer; ++i) {
     BlockAttentionCall call;
     call.rope = rope.defined() ? &rope : nullptr;
+    call.key_rope = key_rope.defined() ? &key_rope : nullptr;
     call.grid = grid;
     if (probes.cag_layers.count(i) != 0) {
       call.cag_mode = probes.cag_mode;
@@ -457,7 +490,7 @@ TransformerOutput CogVideoXTransformer3DModelImpl::forward(const torch::Tensor& 
     }
   }
 
-  if (probes.stop_after_last_capture) return result;
+  if (probes.stop_after_last_capture || options.last_block >= 0) return result;  // probes only
 
   // 4. Output head (video tokens only) and unpatchify.
   hidden = linear_forward(proj_out, norm_out(norm_final(hidden), emb));

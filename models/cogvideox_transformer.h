@@ -23,6 +23,7 @@ namespace t4g {
 // where to put the captured Q/K (null = do not capture).
 struct BlockAttentionCall {
   const RotaryEmbedding* rope = nullptr;
+  const RotaryEmbedding* key_rope = nullptr;  // K's tables when they differ from Q's (null = rope)
   TokenGrid grid;
   CagMode cag_mode = CagMode::kNone;
   std::vector<int64_t> cag_batch_indices;
@@ -36,8 +37,10 @@ class CogVideoXPatchEmbedImpl : public torch::nn::Module {
  public:
   explicit CogVideoXPatchEmbedImpl(const CogVideoXTransformerConfig& config);
   // text [B, S, text_embed_dim], latents [B, F, C, H, W] -> joint sequence [B, S + N, D] with the
-  // positional table added (2B / I2V forms).
-  torch::Tensor forward(const torch::Tensor& text, const torch::Tensor& latents);
+  // positional table added (2B / I2V forms). `video_table` ([1 or B, N, D], any float dtype)
+  // replaces the sin-cos rows of the video tokens (DiTFlow optimises them); undefined = the table.
+  torch::Tensor forward(const torch::Tensor& text, const torch::Tensor& latents,
+                        const torch::Tensor& video_table = {});
 
   torch::nn::Conv2d proj_conv{nullptr};    // registered as "proj" (1.0)
   torch::nn::Linear proj_linear{nullptr};  // registered as "proj" (1.5)
@@ -142,6 +145,16 @@ struct TransformerForwardOptions {
   // RoPE tables; when undefined and the config uses RoPE they are computed from the config and the
   // input latent size as diffusers' pipeline does (cogvideox_rotary_embedding).
   RotaryEmbedding rope;
+  // K's RoPE tables when they differ from Q's (DiTFlow optimises the two separately); undefined =
+  // `rope` for both. Blocks run un-checkpointed while any RoPE table requires grad, so that its
+  // gradient comes back.
+  RotaryEmbedding key_rope;
+  // Replaces the sin-cos table added to the video tokens (2B form), [1 or B, video tokens, D];
+  // undefined = the model's table. An error for a model without sin-cos positions.
+  torch::Tensor video_pos_embedding;
+  // >= 0: run blocks 0..last_block only and skip the output head; `sample` is then undefined
+  // (callers that want the probes only, e.g. DiTFlow's loss forwards). -1 = every block.
+  int64_t last_block = -1;
   // CogVideoX1.5-I2V "ofs" values [B] (the pipeline passes 2.0); required iff ofs_embed_dim is set.
   torch::Tensor ofs;
   // Probes: captures, CAG, residual hooks. Null = a plain forward.
@@ -150,7 +163,7 @@ struct TransformerForwardOptions {
 
 // Output of a forward: the prediction and whatever the probes captured.
 struct TransformerOutput {
-  torch::Tensor sample;  // [B, F, out_channels, H, W] in the compute dtype
+  torch::Tensor sample;  // [B, F, out_channels, H, W] in the compute dtype (undefined with last_block)
   ProbeCapture captured;
 };
 

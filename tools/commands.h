@@ -25,5 +25,6 @@ void register_encode_text(CLI::App& app);  // t4g encode-text: prompts -> T5 emb
 void register_track(CLI::App& app);    // t4g track: DiffTrack zero-shot tracking -> PRED.h5, METRICS.json, strips
 void register_analyze(CLI::App& app);  // t4g analyze: DiffTrack layer x timestep analysis -> CSV, heatmaps
 void register_vbench(CLI::App& app);       // t4g vbench: VBench dimensions of HDF5 videos
+void register_transfer(CLI::App& app);  // t4g transfer: motion transfer with Attention Motion Flow (DiTFlow)
 
 }  // namespace t4g::tools

@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
   t4g::tools::register_track(app);
   t4g::tools::register_analyze(app);
   t4g::tools::register_vbench(app);
+  t4g::tools::register_transfer(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "models/cogvideox_transformer.h"
+#include "models/embeddings.h"
 
 namespace t4g {
 namespace {
@@ -323,6 +324,69 @@ TEST(CogVideoXTransformer, CagChangesOnlyTheChosenLayersAndBatchElements) {
     EXPECT_TRUE(torch::allclose(out[0], plain[0], 1e-6, 1e-6));  // unperturbed batch element
     EXPECT_GT((out[1] - plain[1]).abs().max().item<double>(), 1e-4);
   }
+}
+
+// Positional replacements (DiTFlow optimises them): the model's own tables passed in give the
+// same output (1e-6, float32 reruns of the same ops); other tables change it; a forward stopped
+// after block L captures what the full forward captures there. RoPE tables whose gradient is
+// wanted get it under gradient checkpointing too.
+TEST(CogVideoXTransformer, PositionalReplacementsAndEarlyStop) {
+  torch::NoGradGuard no_grad;
+  {
+    const auto c = tiny(false);
+    auto model = make_model(c);
+    const auto in = make_inputs(c);
+    const auto plain = model->forward(in.x, in.text, in.t).sample;
+    TransformerForwardOptions o;
+    o.video_pos_embedding = cogvideox_sincos_video_table(c, 3, 8, 12).to(torch::kFloat32).unsqueeze(0);
+    EXPECT_LT((model->forward(in.x, in.text, in.t, o).sample - plain).abs().max().item<double>(), 1e-6);
+    o.video_pos_embedding = torch::zeros_like(o.video_pos_embedding);
+    EXPECT_GT((model->forward(in.x, in.text, in.t, o).sample - plain).abs().max().item<double>(), 1e-3);
+    TransformerForwardOptions k;
+    k.key_rope = cogvideox_rotary_embedding(tiny(true), 3, 8, 12);
+    EXPECT_THROW(model->forward(in.x, in.text, in.t, k), Error);  // no RoPE in this form
+  }
+  const auto c = tiny(true);
+  auto model = make_model(c);
+  const auto in = make_inputs(c);
+  const RotaryEmbedding rope = cogvideox_rotary_embedding(c, 3, 8, 12);
+  ProbeOptions probes;
+  probes.query_key_layers = {0, 1};
+  TransformerForwardOptions o;
+  o.probes = &probes;
+  const auto full = model->forward(in.x, in.text, in.t, o);
+  o.key_rope = rope;  // the same tables for K: no change
+  EXPECT_LT((model->forward(in.x, in.text, in.t, o).sample - full.sample).abs().max().item<double>(), 1e-6);
+  o.key_rope = {rope.cos.roll(1, 0), rope.sin.roll(1, 0)};
+  const auto other = model->forward(in.x, in.text, in.t, o);
+  // Block 0 (the first to see the new tables): Q keeps its tables, K takes the new ones.
+  EXPECT_LT((other.captured.query.at(0) - full.captured.query.at(0)).abs().max().item<double>(), 1e-6);
+  EXPECT_GT((other.captured.key.at(0) - full.captured.key.at(0)).abs().max().item<double>(), 1e-3);
+  o.key_rope = {};
+  o.last_block = 1;
+  const auto early = model->forward(in.x, in.text, in.t, o);
+  EXPECT_FALSE(early.sample.defined());
+  EXPECT_LT((early.captured.query.at(1) - full.captured.query.at(1)).abs().max().item<double>(), 1e-6);
+  o.last_block = 3;
+  EXPECT_THROW(model->forward(in.x, in.text, in.t, o), Error);
+  TransformerForwardOptions table;
+  table.video_pos_embedding = torch::zeros({1, 72, 32});
+  EXPECT_THROW(model->forward(in.x, in.text, in.t, table), Error);  // RoPE form: no sin-cos table
+
+  // Gradients of trainable RoPE tables reach them with and without checkpointing (1e-5 relative).
+  torch::AutoGradMode grad(true);
+  auto rope_grad = [&](bool checkpointing) {
+    model->set_gradient_checkpointing(checkpointing);
+    TransformerForwardOptions t;
+    t.rope = {rope.cos.clone().requires_grad_(true), rope.sin.clone().requires_grad_(true)};
+    model->forward(in.x, in.text, in.t, t).sample.square().sum().backward();
+    return t.rope.cos.grad().clone();
+  };
+  const torch::Tensor g0 = rope_grad(false);
+  const torch::Tensor g1 = rope_grad(true);
+  model->set_gradient_checkpointing(false);
+  EXPECT_GT(g0.abs().max().item<double>(), 0.0);
+  EXPECT_LT((g1 - g0).abs().max().item<double>(), 1e-5 * g0.abs().max().item<double>());
 }
 
 TEST(CogVideoXTransformer, Bf16ForwardIsCloseToFp32) {

@@ -1,0 +1,121 @@
+// t4g transfer: motion transfer with Attention Motion Flow (DiTFlow) from a reference video to a
+// new generation; flags -> TransferFileOptions -> transfer_to_file (eval/motion_transfer_file.h).
+#include <memory>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "eval/motion_transfer_file.h"
+#include "tools/commands.h"
+#include "tools/recipe_flags.h"
+
+namespace t4g::tools {
+namespace {
+
+// "20" or "20,15,10" -> {20, 15, 10}.
+std::vector<int64_t> parse_blocks(const std::string& text) {
+  std::vector<int64_t> blocks;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    size_t used = 0;
+    int64_t value = -1;
+    try {
+      value = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    ErrorContext ctx;
+    ctx.key = "--blocks";
+    ctx.expected = "comma-separated block indices, e.g. 20 or 20,15,10";
+    ctx.got = text;
+    T4G_CHECK_CTX(used > 0 && used == item.size(), ctx, "--blocks must be ", ctx.expected, ", got '", text, "'");
+    blocks.push_back(value);
+  }
+  return blocks;
+}
+
+}  // namespace
+
+void register_transfer(CLI::App& app) {
+  struct Flags {
+    RecipeFlags recipe;
+    std::string model;
+    std::string target = "latents";
+    std::string blocks;
+    std::string dynamic_cfg = "auto";
+    std::string scheduler = "config";
+    TransferFileOptions options;
+  };
+  auto flags = std::make_shared<Flags>();
+  MotionTransferOptions& t = flags->options.transfer;
+  t.sample.guidance_scale = 7.0;  // DiTFlow's defaults
+  t.sample.seed = 1;
+  CLI::App* cmd = app.add_subcommand(
+      "transfer", "Motion transfer (DiTFlow): guide a new generation with the reference video's Attention Motion Flow");
+  add_recipe_flags(cmd, flags->recipe);
+  cmd->add_option("--model", flags->model, "diffusers pipeline root (sets model.path; default: the recipe's model)");
+  cmd->add_option("--reference", flags->options.reference,
+                  "reference video: a video file (needs OpenCV), FRAMES.h5 (dataset frames) or SHARDS_DIR:ID");
+  cmd->add_option("--prompt-embeds", flags->options.prompt_embeds,
+                  "safetensors with prompt_embeds, negative_prompt_embeds and empty_prompt_embeds (T5 of \"\"); "
+                  "tiny model: optional")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--out", flags->options.out, "output .mp4 (needs OpenCV) or .h5 (dataset frames [F, H, W, 3])")
+      ->required();
+  cmd->add_option("--report", flags->options.report, "JSON report with the AMF loss per iteration (default: OUT.json)");
+  cmd->add_option("--target", flags->target, "what is optimised: latents, or posemb (RoPE tables / sin-cos table)")
+      ->check(CLI::IsMember({"latents", "posemb"}))
+      ->capture_default_str();
+  cmd->add_option("--save-posemb", flags->options.save_posemb,
+                  "target posemb: where the optimised embeddings go (default: OUT.posemb.safetensors)");
+  cmd->add_option(
+         "--load-posemb", flags->options.load_posemb,
+         "zero-shot transfer: reuse saved embeddings at the guided steps, no optimisation (implies --target posemb)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--blocks", flags->blocks, "AMF blocks (default: 20 for 5B, 15 for 2B, num_layers/2 otherwise)");
+  cmd->add_option("--guidance-steps", t.guidance_steps, "first denoising steps that are guided (-1: 20% of --steps)")
+      ->capture_default_str();
+  cmd->add_option("--iterations", t.iterations, "Adam iterations per guided step")->capture_default_str();
+  cmd->add_option("--lr", t.lr_start, "learning rate of the first guided step")->capture_default_str();
+  cmd->add_option("--lr-end", t.lr_end, "lr of guided step i = linspace(lr, lr-end, guided + 1)[i]")
+      ->capture_default_str();
+  cmd->add_option("--temperature", t.amf.temperature, "AMF softmax temperature multiplier")->capture_default_str();
+  cmd->add_flag("!--no-threshold", t.threshold, "loss over every AMF entry, not only where the reference moves");
+  cmd->add_option("--reference-timestep", t.reference_timestep, "timestep of the reference forward (clean latents)")
+      ->capture_default_str();
+  cmd->add_option("--steps", t.sample.steps, "denoising steps")->capture_default_str();
+  cmd->add_option("--cfg", t.sample.guidance_scale, "classifier-free guidance scale")->capture_default_str();
+  cmd->add_option("--dynamic-cfg", flags->dynamic_cfg, "auto (on for RoPE models, as DiTFlow's 5B), on or off")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
+  cmd->add_option("--scheduler", flags->scheduler, "config (scheduler_config.json), ddim or dpm")
+      ->check(CLI::IsMember({"config", "ddim", "dpm"}))
+      ->capture_default_str();
+  cmd->add_option("--seed", t.sample.seed, "seed of the initial noise (and DPM noise)")->capture_default_str();
+  cmd->add_option("--frames", t.sample.frames, "frames, 4k+1 (default: the reference's, rounded down to 4k+1)");
+  cmd->add_option("--height", t.sample.height, "height in pixels (default: the model's)");
+  cmd->add_option("--width", t.sample.width, "width in pixels (default: the model's)");
+  cmd->add_option("--fps", flags->options.fps, "frame rate of the mp4")->capture_default_str();
+  cmd->add_flag("!--no-progress", t.sample.progress, "no progress bar");
+  cmd->callback([flags] {
+    Config recipe = load_recipe(flags->recipe);
+    set_log_level(parse_log_level(recipe.run.log_level));
+    if (!flags->model.empty()) recipe.model.path = flags->model;
+    MotionTransferOptions& transfer = flags->options.transfer;
+    transfer.target = flags->target == "posemb" ? TransferTarget::kPositions : TransferTarget::kLatents;
+    if (!flags->blocks.empty()) transfer.blocks = parse_blocks(flags->blocks);
+    transfer.sample.sampler = flags->scheduler == "ddim"  ? SamplerKind::kDdim
+                              : flags->scheduler == "dpm" ? SamplerKind::kDpm
+                                                          : SamplerKind::kFromConfig;
+    // "auto" is decided once the model is known (on for the RoPE form, as DiTFlow's 5B).
+    transfer.sample.dynamic_cfg = flags->dynamic_cfg == "on";
+    flags->options.dynamic_cfg_auto = flags->dynamic_cfg == "auto";
+    const TransferFileReport r = transfer_to_file(recipe, flags->options);
+    std::string files;
+    for (const auto& f : r.files) files += (files.empty() ? "" : ", ") + f;
+    T4G_INFO("transfer: AMF loss ", r.first_loss, " -> ", r.last_loss, ", ", r.seconds, " s, written to ", files);
+  });
+}
+
+}  // namespace t4g::tools
