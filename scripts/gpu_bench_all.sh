@@ -69,6 +69,32 @@ phase_lanes() {
   wait
 }
 
+phase_transfer() {  # DiTFlow guided generation at 5B: ours and the reference procedure, one GPU each
+  (export CUDA_VISIBLE_DEVICES=0; run transfer transfer5b $B/bench_transfer --preset 5b --full --checkpointing) &
+  (export CUDA_VISIBLE_DEVICES=1; run transfer transfer5b_ref python3 bench/bench_transfer_ref.py --preset 5b --full --checkpointing) &
+  wait
+}
+
+phase_nccl() {  # NCCL paths that CPU CI cannot reach: 2-GPU tests, t4g train with ZeRO 0/1/2 on 2 GPUs
+  unset CUDA_VISIBLE_DEVICES
+  run nccl unit_train $B/unit_train --gtest_brief=1
+  run nccl t4grun_tests $B/integration --gtest_filter='T4grun*:DataParallel*' --gtest_brief=1
+  for z in 0 1 2; do
+    run nccl "train_zero$z" $B/t4grun --standalone --nproc-per-node 2 $B/t4g train --set model.device=cuda \
+      --set run.out_dir=/tmp/t4g_zero$z --set train.steps=4 --set train.zero_stage=$z --set train.log_every=1
+  done
+  python3 - >> "$OUT/logs/nccl.jsonl" <<'PY'
+import json, struct
+# The three runs' final weights must agree (stage 1 exactly, stage 2 to float rounding).
+def load(path):
+    data = open(path, 'rb').read(); n = struct.unpack('<Q', data[:8])[0]; h = json.loads(data[8:8 + n])
+    return {k: data[8 + n + v['data_offsets'][0]: 8 + n + v['data_offsets'][1]] for k, v in h.items() if k != '__metadata__'}
+ws = [load(f'/tmp/t4g_zero{z}/checkpoints/step_00000004/weights.safetensors') for z in range(3)]
+print(json.dumps({"bench": "zero_nccl", "stage1_equals_stage0": ws[0] == ws[1], "stage2_equals_stage0": ws[0] == ws[2],
+                  "tensors": len(ws[0])}))
+PY
+}
+
 phase_scaling() {  # samples/s per GPU of the 2B step (full fine-tune, checkpointing) at 1, 2, 4 GPUs
   unset CUDA_VISIBLE_DEVICES
   local args="--preset 2b --trainable full --checkpointing 1 --iters 6 --warmup 2"
@@ -83,6 +109,8 @@ for phase in "${@:-all}"; do
     build) phase_build ;;
     lanes) phase_lanes ;;
     scaling) phase_scaling ;;
+    transfer) phase_transfer ;;
+    nccl) phase_nccl ;;
     all) phase_build; phase_lanes; phase_scaling ;;
     *) echo "unknown phase $phase" >&2; exit 2 ;;
   esac

@@ -162,6 +162,10 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   const auto store = connect_store(env);
   CommunicatorOptions comm_options;
   comm_options.backend = parse_comm_backend(c.train.comm_backend, "train.comm_backend");
+  // "auto" follows where the model runs (NCCL moves CUDA tensors only), not merely whether a GPU exists.
+  if (comm_options.backend == CommBackend::kAuto) {
+    comm_options.backend = resolve_device(c.model.device, env.local_rank).is_cuda() ? CommBackend::kNccl : CommBackend::kStore;
+  }
   std::unique_ptr<Communicator> comm = make_communicator(env, store, comm_options);
   const bool main_rank = env.is_main();
   const uint64_t seed = static_cast<uint64_t>(c.run.seed);
