@@ -27,7 +27,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
 
 demo: build
-	$(BUILD)/bin/t4g demo --out $(BUILD)/demo
+	$(BUILD)/bin/t4g demo --out runs/demo
 
 # GPU machines: system python3 carries torch 2.11+cu130; there is no OpenCV and no apt.
 gpu-build:

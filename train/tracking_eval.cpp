@@ -97,6 +97,15 @@ SoftArgmaxTally refined_soft_argmax(const Config& c, TrainingModel& m, const Tra
 
 constexpr uint64_t kStreamVbench = 8;  // seed stream of the VBench samples
 
+// Sums `values` (CPU) over ranks through `comm`, on the model's device (NCCL moves CUDA tensors
+// only); a no-op for one rank.
+torch::Tensor sum_over_ranks(Communicator* comm, int world_size, const torch::Tensor& values, const torch::Device& device) {
+  if (comm == nullptr || world_size <= 1) return values;
+  torch::Tensor t = values.to(device).contiguous();
+  comm->all_reduce(t, ReduceOp::kSum);
+  return t.to(torch::kCPU);
+}
+
 }  // namespace
 
 std::map<std::string, double> evaluate_model_tracking(const Config& c, TrainingModel& m, const std::string& heldout,
@@ -158,10 +167,7 @@ std::map<std::string, double> evaluate_model_tracking(const Config& c, TrainingM
   for (const auto& kv : sums) keys.push_back(kv.first);
   torch::Tensor values = torch::zeros({static_cast<int64_t>(keys.size())}, torch::kFloat64);
   for (size_t i = 0; i < keys.size(); ++i) values[static_cast<int64_t>(i)] = sums[keys[i]];
-  if (comm != nullptr && world_size > 1) {
-    // Every rank must contribute the same keys: a rank without videos still has the names.
-    comm->all_reduce(values, ReduceOp::kSum);
-  }
+  values = sum_over_ranks(comm, world_size, values, m.components.device);
   std::map<std::string, double> mean;
   for (size_t i = 0; i < keys.size(); ++i) {
     mean[keys[i]] = values[static_cast<int64_t>(i)].item<double>() / static_cast<double>(std::max<size_t>(1, all.count));
@@ -171,7 +177,7 @@ std::map<std::string, double> evaluate_model_tracking(const Config& c, TrainingM
     torch::Tensor soft = torch::tensor({soft_pairs, soft_error, soft_within[0], soft_within[1], soft_within[2],
                                         soft_within[3], soft_within[4]},
                                        torch::kFloat64);
-    if (comm != nullptr && world_size > 1) comm->all_reduce(soft, ReduceOp::kSum);
+    soft = sum_over_ranks(comm, world_size, soft, m.components.device);
     const double pairs = std::max(1.0, soft[0].item<double>());
     mean["refined_softargmax/pixel_error"] = soft[1].item<double>() / pairs;
     double avg = 0;
@@ -231,7 +237,7 @@ std::map<std::string, double> evaluate_model_vbench(const Config& c, TrainingMod
       sums[static_cast<int64_t>(d)] = scores.at(vbench_dimension_name(vo.dimensions[d])) * static_cast<double>(videos.size());
     }
   }
-  if (comm != nullptr && world_size > 1) comm->all_reduce(sums, ReduceOp::kSum);
+  sums = sum_over_ranks(comm, world_size, sums, mc.device);
   for (size_t d = 0; d < vo.dimensions.size(); ++d) {
     out["vbench/" + vbench_dimension_name(vo.dimensions[d])] =
         sums[static_cast<int64_t>(d)].item<double>() / static_cast<double>(c.eval.vbench_videos);
