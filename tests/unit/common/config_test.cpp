@@ -186,14 +186,20 @@ TEST(Config, ShippedRecipesAreValidAndComplete) {
     const std::string path = std::string(T4G_SOURCE_DIR) + "/configs/" + name;
     const Config c = load_config(path);
     const std::string text = testing::read_file(path);
-    // Each leaf key of the resolved recipe appears in the file.
+    // Each key of the resolved recipe appears in the file, except, in recipes for real models, the
+    // subsections that only the tiny model and synthetic data read (model.tiny, data.synthetic).
+    const bool tiny = name == "tiny.yaml";
     const std::string shown = to_yaml(c);
     std::istringstream lines(shown);
     std::string line;
+    bool skipping = false;
     while (std::getline(lines, line)) {
       const auto colon = line.find(':');
       if (colon == std::string::npos) continue;
       const std::string key = line.substr(0, colon);
+      const size_t indent = key.find_first_not_of(' ');
+      if (indent <= 2) skipping = !tiny && (key == "  tiny" || key == "  synthetic");
+      if (skipping) continue;
       EXPECT_NE(text.find(key + ":"), std::string::npos) << name << " lacks " << key;
     }
   }
