@@ -7,7 +7,6 @@
 //   bench_sample --preset 5b --full --steps 50 [--cag-layers 15,17,18]
 #include <torch/torch.h>
 
-#include <sys/resource.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -16,17 +15,15 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#if __has_include(<c10/cuda/CUDACachingAllocator.h>) && __has_include(<cuda_runtime_api.h>)
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDACachingAllocator.h>
-#define T4G_BENCH_CUDA 1
-#else
-#define T4G_BENCH_CUDA 0
-#endif
-
+#include "bench/bench_util.h"
 #include "common/error.h"
 #include "eval/sampler.h"
 #include "models/cogvideox_transformer.h"
+
+using t4g::bench::synchronize;
+using t4g::bench::reset_peak;
+using t4g::bench::device_name;
+using t4g::bench::peak_bytes_or_rss;
 
 namespace {
 
@@ -49,41 +46,6 @@ struct Flags {
   bool decode = true;
   uint64_t seed = 0;
 };
-
-void synchronize(const torch::Device& device) {
-  if (device.is_cuda()) torch::cuda::synchronize(device.index() < 0 ? 0 : device.index());
-}
-
-void reset_peak(const torch::Device& device) {
-#if T4G_BENCH_CUDA
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
-#else
-  (void)device;
-#endif
-}
-
-// Peak bytes allocated by tensors on the GPU since the last reset (torch.cuda.max_memory_allocated);
-// on the CPU the process's peak resident set size.
-int64_t peak_bytes(const torch::Device& device) {
-#if T4G_BENCH_CUDA
-  if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
-    return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak;
-  }
-#endif
-  (void)device;
-  struct rusage usage {};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<int64_t>(usage.ru_maxrss) * 1024;
-}
-
-std::string device_name(const torch::Device& device) {
-#if T4G_BENCH_CUDA
-  if (device.is_cuda()) return at::cuda::getDeviceProperties(device.index() < 0 ? 0 : device.index())->name;
-#endif
-  (void)device;
-  return "cpu (" + std::to_string(torch::get_num_threads()) + " threads)";
-}
 
 // The released transformer configs (research/cogvideox.md 1.1), or tiny ones of the same form.
 t4g::CogVideoXTransformerConfig transformer_config(const Flags& flags) {
@@ -180,7 +142,7 @@ int run(const Flags& flags) {
   result.latents = t4g::denoise_latents(m.transformer, m.scheduler, prompts, options, &result);
   synchronize(device);
   const double denoise_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const int64_t peak_denoise = peak_bytes(device);
+  const int64_t peak_denoise = peak_bytes_or_rss(device);
 
   double decode_s = 0;
   int64_t peak_decode = 0;
@@ -190,7 +152,7 @@ int run(const Flags& flags) {
     const torch::Tensor frames = t4g::vae_output_to_frames(t4g::decode_latents_to_video(m.vae, result.latents));
     synchronize(device);
     decode_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - decode_start).count();
-    peak_decode = peak_bytes(device);
+    peak_decode = peak_bytes_or_rss(device);
   }
 
   std::vector<double> steps = result.step_seconds;

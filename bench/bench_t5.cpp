@@ -6,18 +6,18 @@
 #include <torch/torch.h>
 #include <CLI/CLI.hpp>
 
-#if __has_include(<cuda_runtime_api.h>)
-#include <c10/cuda/CUDACachingAllocator.h>
-#define T4G_BENCH_CUDA_STATS 1
-#endif
-
 #include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_util.h"
 #include "common/error.h"
 #include "models/t5_encoder.h"
+
+using t4g::bench::synchronize;
+using t4g::bench::reset_peak;
+using t4g::bench::peak_bytes;
 
 namespace {
 
@@ -45,27 +45,6 @@ double forward_flops(const T5EncoderConfig& c, int64_t batch, int64_t length) {
   const double ff = static_cast<double>(c.d_ff) * (c.gated ? 3.0 : 2.0);
   const double per_layer = 2.0 * t * (4.0 * d * inner + ff * d) + 4.0 * t * t * inner;
   return per_layer * static_cast<double>(c.num_layers) * static_cast<double>(batch);
-}
-
-void synchronize(const torch::Device& device) {
-  if (device.is_cuda()) torch::cuda::synchronize(device.index() < 0 ? 0 : device.index());
-}
-
-void reset_peak(const torch::Device& device) {
-#ifdef T4G_BENCH_CUDA_STATS
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
-#endif
-}
-
-// Peak bytes allocated on the device since reset_peak; -1 where unknown (CPU).
-int64_t peak_bytes(const torch::Device& device) {
-#ifdef T4G_BENCH_CUDA_STATS
-  if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
-    return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak;
-  }
-#endif
-  return -1;
 }
 
 }  // namespace

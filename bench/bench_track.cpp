@@ -9,44 +9,20 @@
 #include <torch/torch.h>
 #include <CLI/CLI.hpp>
 
-#if __has_include(<cuda_runtime_api.h>)
-#include <c10/cuda/CUDACachingAllocator.h>
-#define T4G_BENCH_CUDA_STATS 1
-#endif
-
 #include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_util.h"
 #include "common/config.h"
 #include "eval/track_run.h"
 #include "eval/zero_shot_tracker.h"
 #include "models/cogvideox_transformer.h"
 
-namespace {
-
-void synchronize(const torch::Device& device) {
-  if (device.is_cuda()) torch::cuda::synchronize(device.index() < 0 ? 0 : device.index());
-}
-
-void reset_peak(const torch::Device& device) {
-#ifdef T4G_BENCH_CUDA_STATS
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
-#endif
-}
-
-int64_t peak_bytes(const torch::Device& device) {
-#ifdef T4G_BENCH_CUDA_STATS
-  if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
-    return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak;
-  }
-#endif
-  return -1;
-}
-
-}  // namespace
+using t4g::bench::synchronize;
+using t4g::bench::reset_peak;
+using t4g::bench::peak_bytes;
 
 int main(int argc, char** argv) {
   CLI::App app{"Zero-shot tracking benchmark (one JSON line)"};

@@ -12,14 +12,13 @@
 #include <torch/torch.h>
 #include <CLI/CLI.hpp>
 
-#include <c10/cuda/CUDACachingAllocator.h>
-
 #include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "bench/bench_util.h"
 #include "common/config.h"
 #include "common/error.h"
 #include "common/rng.h"
@@ -33,16 +32,14 @@
 #include "train/rendezvous.h"
 #include "train/training_step.h"
 
+using t4g::bench::synchronize;
+
 namespace {
 
-void synchronize(const torch::Device& device) {
-  if (device.is_cuda()) torch::cuda::synchronize(device.index());
-}
-
+// GiB of the GPU allocator's peak since the last reset; -1 on the CPU.
 double peak_gib(const torch::Device& device) {
-  if (!device.is_cuda()) return -1;
-  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
-  return static_cast<double>(stats.allocated_bytes[0].peak) / 1073741824.0;
+  const int64_t bytes = t4g::bench::peak_bytes(device);
+  return bytes < 0 ? -1.0 : static_cast<double>(bytes) / 1073741824.0;
 }
 
 std::vector<int64_t> parse_list(const std::string& text) {
@@ -156,7 +153,7 @@ int main(int argc, char** argv) {
       };
       for (int64_t i = 0; i < warmup; ++i) step(i, false);
       synchronize(device);
-      if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+      t4g::bench::reset_peak(device);
       std::vector<double> times;
       for (int64_t i = 0; i < iters; ++i) {
         const auto t0 = std::chrono::steady_clock::now();

@@ -9,7 +9,6 @@
 //   bench_transfer --preset 5b --full [--steps 50 --guidance-steps 10 --iterations 5 --target latents]
 #include <torch/torch.h>
 
-#include <sys/resource.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -17,17 +16,15 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#if __has_include(<c10/cuda/CUDACachingAllocator.h>) && __has_include(<cuda_runtime_api.h>)
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDACachingAllocator.h>
-#define T4G_BENCH_CUDA 1
-#else
-#define T4G_BENCH_CUDA 0
-#endif
-
+#include "bench/bench_util.h"
 #include "common/error.h"
 #include "eval/motion_transfer.h"
 #include "models/cogvideox_transformer.h"
+
+using t4g::bench::synchronize;
+using t4g::bench::reset_peak;
+using t4g::bench::device_name;
+using t4g::bench::peak_bytes_or_rss;
 
 namespace {
 
@@ -47,40 +44,6 @@ struct Flags {
   std::string device;          // "": cuda (full) or cpu (tiny)
   uint64_t seed = 0;
 };
-
-void synchronize(const torch::Device& device) {
-  if (device.is_cuda()) torch::cuda::synchronize(device.index() < 0 ? 0 : device.index());
-}
-
-void reset_peak(const torch::Device& device) {
-#if T4G_BENCH_CUDA
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
-#else
-  (void)device;
-#endif
-}
-
-// Peak bytes allocated by tensors on the GPU since the last reset; on the CPU the process's peak RSS.
-int64_t peak_bytes(const torch::Device& device) {
-#if T4G_BENCH_CUDA
-  if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
-    return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak;
-  }
-#endif
-  (void)device;
-  struct rusage usage {};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<int64_t>(usage.ru_maxrss) * 1024;
-}
-
-std::string device_name(const torch::Device& device) {
-#if T4G_BENCH_CUDA
-  if (device.is_cuda()) return at::cuda::getDeviceProperties(device.index() < 0 ? 0 : device.index())->name;
-#endif
-  (void)device;
-  return "cpu (" + std::to_string(torch::get_num_threads()) + " threads)";
-}
 
 t4g::CogVideoXTransformerConfig transformer_config(const Flags& flags) {
   T4G_CHECK(flags.preset == "2b" || flags.preset == "5b", "unknown preset '", flags.preset, "' (2b, 5b)");
@@ -167,7 +130,7 @@ int run(const Flags& flags) {
   const t4g::MotionTransferResult r = t4g::transfer_motion(m, reference, prompts, empty, o);
   synchronize(device);
   const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  const int64_t peak = peak_bytes(device);
+  const int64_t peak = peak_bytes_or_rss(device);
 
   const int64_t guided = t4g::resolve_guidance_steps(o);
   double guided_steps_s = 0, plain_steps_s = 0;

@@ -6,18 +6,18 @@
 #include <torch/torch.h>
 #include <CLI/CLI.hpp>
 
-#if __has_include(<cuda_runtime_api.h>)
-#include <c10/cuda/CUDACachingAllocator.h>
-#define T4G_BENCH_CUDA_STATS 1
-#endif
-
 #include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_util.h"
 #include "common/error.h"
 #include "models/cogvideox_transformer.h"
+
+using t4g::bench::synchronize;
+using t4g::bench::reset_peak;
+using t4g::bench::peak_bytes;
 
 namespace {
 
@@ -55,27 +55,6 @@ double forward_flops(const CogVideoXTransformerConfig& c, int64_t batch, int64_t
   f += 2.0 * nv * d * patch * static_cast<double>(c.out_channels);
   f += layers * 2.0 * 2.0 * temb * 6.0 * d + 2.0 * (d * temb + temb * temb) + 2.0 * temb * 2.0 * d;
   return f * static_cast<double>(batch);
-}
-
-void synchronize(const torch::Device& device) {
-  if (device.is_cuda()) torch::cuda::synchronize(device.index() < 0 ? 0 : device.index());
-}
-
-void reset_peak(const torch::Device& device) {
-#ifdef T4G_BENCH_CUDA_STATS
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
-#endif
-}
-
-// Peak bytes allocated on the device since reset_peak; -1 where unknown (CPU).
-int64_t peak_bytes(const torch::Device& device) {
-#ifdef T4G_BENCH_CUDA_STATS
-  if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
-    return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak;
-  }
-#endif
-  return -1;
 }
 
 }  // namespace

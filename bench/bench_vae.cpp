@@ -6,7 +6,6 @@
 //   bench_vae --device cuda --dtype bf16 --frames 49 --height 480 --width 720
 #include <torch/torch.h>
 
-#include <sys/resource.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -16,16 +15,14 @@
 #include <string>
 #include <vector>
 
-#if __has_include(<c10/cuda/CUDACachingAllocator.h>) && __has_include(<cuda_runtime_api.h>)
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDACachingAllocator.h>
-#define T4G_BENCH_CUDA 1
-#else
-#define T4G_BENCH_CUDA 0
-#endif
-
+#include "bench/bench_util.h"
 #include "common/error.h"
 #include "models/cogvideox_vae.h"
+
+using t4g::bench::synchronize;
+using t4g::bench::reset_peak;
+using t4g::bench::device_name;
+using t4g::bench::peak_bytes_or_rss;
 
 namespace {
 
@@ -53,41 +50,6 @@ torch::Dtype parse_dtype(const std::string& name) {
   throw t4g::Error("--dtype must be bf16, fp16 or fp32, got " + name);
 }
 
-void synchronize(const torch::Device& device) {
-  if (device.is_cuda()) torch::cuda::synchronize(device.index() < 0 ? 0 : device.index());
-}
-
-void reset_peak(const torch::Device& device) {
-#if T4G_BENCH_CUDA
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
-#else
-  (void)device;
-#endif
-}
-
-// Peak bytes allocated by tensors on the GPU since the last reset (torch.cuda.max_memory_allocated);
-// on CPU the process's peak resident set size.
-int64_t peak_bytes(const torch::Device& device) {
-#if T4G_BENCH_CUDA
-  if (device.is_cuda()) {
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
-    return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak;
-  }
-#endif
-  (void)device;
-  struct rusage usage {};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<int64_t>(usage.ru_maxrss) * 1024;
-}
-
-std::string device_name(const torch::Device& device) {
-#if T4G_BENCH_CUDA
-  if (device.is_cuda()) return at::cuda::getDeviceProperties(device.index() < 0 ? 0 : device.index())->name;
-#endif
-  (void)device;
-  return "cpu (" + std::to_string(torch::get_num_threads()) + " threads)";
-}
-
 struct Timing {
   double min_s = 0;
   double mean_s = 0;
@@ -109,7 +71,7 @@ Timing measure(const Flags& flags, const torch::Device& device, Fn&& fn) {
   Timing t;
   t.min_s = *std::min_element(seconds.begin(), seconds.end());
   for (double s : seconds) t.mean_s += s / static_cast<double>(seconds.size());
-  t.peak = peak_bytes(device);
+  t.peak = peak_bytes_or_rss(device);
   return t;
 }
 

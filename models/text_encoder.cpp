@@ -207,14 +207,14 @@ torch::Tensor TextEncoder::encode_cached(const std::vector<std::string>& prompts
     if (!rows[i].defined()) missing[prompts[i]].push_back(i);
   }
   if (!missing.empty()) {
-    std::vector<std::string> todo;
-    for (const auto& entry : missing) todo.push_back(entry.first);
-    const TokenizedPrompts tokens = tokenize(todo, max_length);
+    std::vector<std::string> to_encode;
+    for (const auto& entry : missing) to_encode.push_back(entry.first);
+    const TokenizedPrompts tokens = tokenize(to_encode, max_length);
     const torch::Tensor embeds = encode_ids(tokens.input_ids);
-    for (size_t k = 0; k < todo.size(); ++k) {
+    for (size_t k = 0; k < to_encode.size(); ++k) {
       const torch::Tensor row = embeds[static_cast<int64_t>(k)];
-      cache_->put(todo[k], max_length, row, tokens.input_ids[static_cast<int64_t>(k)]);
-      for (const size_t i : missing[todo[k]]) rows[i] = row;
+      cache_->put(to_encode[k], max_length, row, tokens.input_ids[static_cast<int64_t>(k)]);
+      for (const size_t i : missing[to_encode[k]]) rows[i] = row;
     }
   }
   for (auto& row : rows) row = row.to(device(), dtype_);

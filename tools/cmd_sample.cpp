@@ -11,32 +11,6 @@
 #include "tools/recipe_flags.h"
 
 namespace t4g::tools {
-namespace {
-
-// "13,17,21" -> {13, 17, 21}.
-std::set<int64_t> parse_layers(const std::string& text) {
-  std::set<int64_t> layers;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    size_t used = 0;
-    int64_t value = -1;
-    try {
-      value = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    ErrorContext ctx;
-    ctx.key = "--cag-layers";
-    ctx.expected = "comma-separated block indices, e.g. 13,17,21";
-    ctx.got = text;
-    T4G_CHECK_CTX(used > 0 && used == item.size(), ctx, "--cag-layers must be ", ctx.expected, ", got '", text, "'");
-    layers.insert(value);
-  }
-  return layers;
-}
-
-}  // namespace
 
 void register_sample(CLI::App& app) {
   struct Flags {
@@ -84,7 +58,10 @@ void register_sample(CLI::App& app) {
     set_log_level(parse_log_level(recipe.run.log_level));
     if (!flags->model.empty()) recipe.model.path = flags->model;
     SampleOptions& sample = flags->options.sample;
-    if (!flags->cag_layers.empty()) sample.cag_layers = parse_layers(flags->cag_layers);
+    if (!flags->cag_layers.empty()) {
+      const std::vector<int64_t> layers = parse_index_list(flags->cag_layers, "--cag-layers", "13,17,21");
+      sample.cag_layers = std::set<int64_t>(layers.begin(), layers.end());
+    }
     sample.cag_mode = flags->cag_mode == "renorm" ? CagMode::kRenormalized : CagMode::kDropWithoutRenorm;
     sample.sampler = flags->scheduler == "ddim"  ? SamplerKind::kDdim
                      : flags->scheduler == "dpm" ? SamplerKind::kDpm

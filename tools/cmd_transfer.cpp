@@ -10,32 +10,6 @@
 #include "tools/recipe_flags.h"
 
 namespace t4g::tools {
-namespace {
-
-// "20" or "20,15,10" -> {20, 15, 10}.
-std::vector<int64_t> parse_blocks(const std::string& text) {
-  std::vector<int64_t> blocks;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    size_t used = 0;
-    int64_t value = -1;
-    try {
-      value = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    ErrorContext ctx;
-    ctx.key = "--blocks";
-    ctx.expected = "comma-separated block indices, e.g. 20 or 20,15,10";
-    ctx.got = text;
-    T4G_CHECK_CTX(used > 0 && used == item.size(), ctx, "--blocks must be ", ctx.expected, ", got '", text, "'");
-    blocks.push_back(value);
-  }
-  return blocks;
-}
-
-}  // namespace
 
 void register_transfer(CLI::App& app) {
   struct Flags {
@@ -104,7 +78,7 @@ void register_transfer(CLI::App& app) {
     if (!flags->model.empty()) recipe.model.path = flags->model;
     MotionTransferOptions& transfer = flags->options.transfer;
     transfer.target = flags->target == "posemb" ? TransferTarget::kPositions : TransferTarget::kLatents;
-    if (!flags->blocks.empty()) transfer.blocks = parse_blocks(flags->blocks);
+    if (!flags->blocks.empty()) transfer.blocks = parse_index_list(flags->blocks, "--blocks", "20 or 20,15,10");
     transfer.sample.sampler = flags->scheduler == "ddim"  ? SamplerKind::kDdim
                               : flags->scheduler == "dpm" ? SamplerKind::kDpm
                                                           : SamplerKind::kFromConfig;

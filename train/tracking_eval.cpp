@@ -21,26 +21,30 @@ namespace {
 
 bool is_pickle(const std::string& path) { return path.size() > 4 && path.compare(path.size() - 4, 4, ".pkl") == 0; }
 
-// The refiner's features of frames [T, H, W, 3]: every frame encoded on its own (one latent per
-// frame, as the tracker feeds the model), one transformer forward at the evaluation timestep
-// stopping after the refiner's block, the block's video tokens through the refiner.
+// The refined feature map [F, C, h, w] (float32) of transformer latents [1, F, C_lat, H, W]: one
+// forward at the evaluation timestep, stopping after the refiner's block, and that block's video
+// tokens through the refiner.
+torch::Tensor refined_map(const Config& c, TrainingModel& m, const torch::Tensor& latents) {
+  ModelComponents& mc = m.components;
+  const int64_t t = mc.scheduler.set_timesteps(50)[c.eval.timestep_index].item<int64_t>();
+  const int64_t block = m.refiner->config().block;
+  ProbeOptions probes;
+  probes.hidden_layers = {block};
+  probes.stop_after_last_capture = true;
+  TransformerForwardOptions fo;
+  fo.probes = &probes;
+  const TransformerOutput out = mc.transformer->forward(
+      latents, tiny_text_embeddings(mc, 1), torch::full({1}, t, torch::TensorOptions().dtype(torch::kLong).device(mc.device)), fo);
+  const TokenGrid grid = mc.transformer->token_grid(latents.size(1), latents.size(3), latents.size(4));
+  return m.refiner->forward(out.captured.hidden.at(block), grid).to(torch::kFloat32);
+}
+
+// The refiner's features of frames [T, H, W, 3] for the tracker: every frame encoded on its own
+// (one latent per frame, as the tracker feeds the model), then refined_map.
 FeatureExtractor refiner_extractor(const Config& c, TrainingModel& m) {
   return [&c, &m](const torch::Tensor& frames) {
     torch::NoGradGuard no_grad;
-    ModelComponents& mc = m.components;
-    const torch::Tensor latents = encode_frames_one_by_one(mc.vae, frames.unsqueeze(0));
-    const torch::Tensor timesteps = mc.scheduler.set_timesteps(50);
-    const int64_t t = timesteps[c.eval.timestep_index].item<int64_t>();
-    const int64_t block = m.refiner->config().block;
-    ProbeOptions probes;
-    probes.hidden_layers = {block};
-    probes.stop_after_last_capture = true;
-    TransformerForwardOptions fo;
-    fo.probes = &probes;
-    const TransformerOutput out = mc.transformer->forward(
-        latents, tiny_text_embeddings(mc, 1), torch::full({1}, t, torch::TensorOptions().dtype(torch::kLong).device(mc.device)), fo);
-    const TokenGrid grid = mc.transformer->token_grid(latents.size(1), latents.size(3), latents.size(4));
-    return m.refiner->forward(out.captured.hidden.at(block), grid).to(torch::kFloat32);  // [T, C, h, w]
+    return refined_map(c, m, encode_frames_one_by_one(m.components.vae, frames.unsqueeze(0)));  // [T, C, h, w]
   };
 }
 
@@ -63,18 +67,9 @@ SoftArgmaxTally refined_soft_argmax(const Config& c, TrainingModel& m, const Tra
   const int64_t frames = ((v.frames.size(0) - 1) / ratio) * ratio + 1;  // the longest 4k+1 prefix
   if (frames < 1 + ratio) return tally;
   const torch::Tensor latents = encode_frames_to_latents(mc.vae, v.frames.narrow(0, 0, frames).unsqueeze(0));
-  const int64_t t = mc.scheduler.set_timesteps(50)[c.eval.timestep_index].item<int64_t>();
-  const int64_t block = m.refiner->config().block;
-  ProbeOptions probes;
-  probes.hidden_layers = {block};
-  probes.stop_after_last_capture = true;
-  TransformerForwardOptions fo;
-  fo.probes = &probes;
-  const TransformerOutput out = mc.transformer->forward(
-      latents, tiny_text_embeddings(mc, 1), torch::full({1}, t, torch::TensorOptions().dtype(torch::kLong).device(mc.device)), fo);
-  const TokenGrid grid = mc.transformer->token_grid(latents.size(1), latents.size(3), latents.size(4));
-  const torch::Tensor map = m.refiner->forward(out.captured.hidden.at(block), grid).to(torch::kFloat32);
-  const torch::Tensor features = map.view({1, grid.frames, map.size(1), map.size(2), map.size(3)});
+  const torch::Tensor map = refined_map(c, m, latents);  // [F', C, h, w]
+  const int64_t latent_frames = map.size(0);
+  const torch::Tensor features = map.unsqueeze(0);
   CorrespondenceLossOptions o = correspondence_options(c.loss, ratio);
   o.num_query_points = v.tracks.size(0);  // every track
   o.query_frame = QueryFrameRule::kFirst;
@@ -82,7 +77,7 @@ SoftArgmaxTally refined_soft_argmax(const Config& c, TrainingModel& m, const Tra
   const torch::Tensor tracks = v.tracks.narrow(1, 0, frames).unsqueeze(0).to(mc.device);
   const torch::Tensor vis = v.visibility.narrow(1, 0, frames).unsqueeze(0).to(mc.device);
   const torch::Tensor mask = torch::ones({1, v.tracks.size(0)}, torch::TensorOptions().dtype(torch::kBool).device(mc.device));
-  const CorrespondenceQueries q = sample_correspondence_queries(tracks, vis, mask, grid.frames, o, make_generator(0, {7}));
+  const CorrespondenceQueries q = sample_correspondence_queries(tracks, vis, mask, latent_frames, o, make_generator(0, {7}));
   const CorrespondenceResult r = correspondence_loss(features, q, o);
   const double sx = 256.0 / static_cast<double>(v.frames.size(2)), sy = 256.0 / static_cast<double>(v.frames.size(1));
   const torch::Tensor scale = torch::tensor({static_cast<float>(sx), static_cast<float>(sy)}).to(mc.device);

@@ -18,7 +18,6 @@
 #include "models/lora.h"
 #include "models/text_encoder.h"
 #include "models/trainable.h"
-#include "train/adamw.h"
 #include "train/checkpoint.h"
 #include "train/communicator.h"
 #include "train/datasets.h"
