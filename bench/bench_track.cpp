@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/bench_util.h"
+#include "bench/kernel_profile.h"
 #include "common/config.h"
 #include "eval/track_run.h"
 #include "eval/zero_shot_tracker.h"
@@ -44,6 +45,8 @@ int main(int argc, char** argv) {
   app.add_option("--device", device_name, "cuda | cpu");
   app.add_option("--iters", iters, "timed runs");
   app.add_option("--warmup", warmup, "untimed runs");
+  int64_t profile = 0;
+  app.add_option("--profile", profile, "after timing, profile this many runs: device time per kernel category");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -127,6 +130,13 @@ int main(int argc, char** argv) {
                            {"per_chunk_s", median / static_cast<double>(chunks)},
                            {"peak_gib", peak < 0 ? nlohmann::json(nullptr) : nlohmann::json(peak / 1073741824.0)}};
     std::cout << line.dump() << std::endl;
+    if (profile > 0) {
+      nlohmann::json p = t4g::bench::profile_json(
+          t4g::bench::profile_kernels([&] { t4g::track_video(c, video, queries, o); }, profile, device), 25);
+      p["bench"] = "track_profile";
+      p["impl"] = "t4g";
+      std::cout << p.dump() << std::endl;
+    }
   } catch (const std::exception& e) {
     std::cerr << "bench_track: error: " << e.what() << std::endl;
     return 1;

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/bench_util.h"
+#include "bench/kernel_profile.h"
 #include "common/error.h"
 #include "models/cogvideox_transformer.h"
 
@@ -80,6 +81,8 @@ int main(int argc, char** argv) {
   app.add_option("--iters", iters, "timed iterations per mode");
   app.add_option("--warmup", warmup, "untimed iterations per mode");
   app.add_option("--modes", modes, "forward train train_ckpt");
+  int64_t profile = 0;
+  app.add_option("--profile", profile, "after timing, profile this many calls per mode: device time per kernel category");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -161,6 +164,14 @@ int main(int argc, char** argv) {
                                                                  : nlohmann::json(peak_bytes(device) / 1073741824.0)},
                              {"model_tflops", model_flops / median / 1e12}};
       std::cout << line.dump() << std::endl;
+      if (profile > 0) {
+        nlohmann::json p = t4g::bench::profile_json(t4g::bench::profile_kernels(step, profile, device));
+        p["bench"] = "transformer_profile";
+        p["impl"] = "t4g";
+        p["mode"] = mode;
+        p["preset"] = line["preset"];
+        std::cout << p.dump() << std::endl;
+      }
     }
   } catch (const std::exception& e) {
     std::cerr << "bench_transformer: error: " << e.what() << std::endl;

@@ -58,6 +58,8 @@ def main():
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--modes", nargs="+", default=["forward", "train", "train_ckpt"])
+    ap.add_argument("--profile", type=int, default=0,
+                    help="after timing, profile this many calls per mode: device time per kernel category")
     args = ap.parse_args()
 
     kwargs = json.load(open(args.config)) if args.config else dict(PRESETS[args.preset])
@@ -127,6 +129,12 @@ def main():
             "min_s": times[0], "peak_gib": peak,
             "model_tflops": flops * (3.0 if train else 1.0) / median / 1e12,
         }, sort_keys=True), flush=True)
+        if args.profile > 0:
+            from kernel_profile import profile_kernels  # bench/kernel_profile.py, next to this script
+            p = profile_kernels(step, args.profile)
+            p.update({"bench": "transformer_profile", "impl": "diffusers", "mode": mode,
+                      "preset": args.config or args.preset})
+            print(json.dumps(p), flush=True)
 
 
 if __name__ == "__main__":

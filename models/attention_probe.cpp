@@ -3,6 +3,7 @@
 // materialised; only the per-frame blocks the caller asked for are.
 #include "models/attention_probe.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/error.h"
@@ -23,37 +24,103 @@ torch::Tensor token_frames(int64_t text_len, const TokenGrid& grid, const torch:
   return frames.to(device);
 }
 
+// [B, heads, text + F * n, D] -> the video tokens regrouped per frame: [B * F, heads, n, D].
+torch::Tensor video_by_frame(const torch::Tensor& t, int64_t text_len, const TokenGrid& grid) {
+  const int64_t b = t.size(0), heads = t.size(1), d = t.size(3), n = grid.tokens_per_frame();
+  return t.slice(2, text_len)
+      .reshape({b, heads, grid.frames, n, d})
+      .permute({0, 2, 1, 3, 4})
+      .reshape({b * grid.frames, heads, n, d});
+}
+
+// Inverse of video_by_frame for [B * F, heads, n, ...] with `tail` trailing dims (0 or 1).
+torch::Tensor frames_to_video(const torch::Tensor& t, int64_t batch, const TokenGrid& grid) {
+  const int64_t heads = t.size(1), n = grid.tokens_per_frame();
+  if (t.dim() == 3) {
+    return t.reshape({batch, grid.frames, heads, n}).permute({0, 2, 1, 3}).reshape({batch, heads, grid.frames * n});
+  }
+  const int64_t d = t.size(3);
+  return t.reshape({batch, grid.frames, heads, n, d})
+      .permute({0, 2, 1, 3, 4})
+      .reshape({batch, heads, grid.frames * n, d});
+}
+
+// Keys (or values) each frame's video queries may see: the text tokens, then that frame's own
+// tokens: [B * F, heads, text + n, D].
+torch::Tensor text_and_own_frame(const torch::Tensor& t, int64_t text_len, const TokenGrid& grid) {
+  const auto own = video_by_frame(t, text_len, grid);
+  if (text_len == 0) return own;
+  const int64_t b = t.size(0), heads = t.size(1), d = t.size(3);
+  const auto text = t.slice(2, 0, text_len)
+                        .unsqueeze(1)
+                        .expand({b, grid.frames, heads, text_len, d})
+                        .reshape({b * grid.frames, heads, text_len, d});
+  return torch::cat({text, own}, 2);
+}
+
+// Attention output and its log-sum-exp per query row ([B, heads, S], float32), from the fused
+// kernels that return it: flash on CUDA half types, memory-efficient on CUDA float32, the CPU
+// flash kernel otherwise.
+std::pair<torch::Tensor, torch::Tensor> attention_with_lse(const torch::Tensor& q, const torch::Tensor& k,
+                                                           const torch::Tensor& v) {
+  if (q.is_cuda()) {
+    if (q.scalar_type() == torch::kBFloat16 || q.scalar_type() == torch::kHalf) {
+      auto r = at::_scaled_dot_product_flash_attention(q, k, v);
+      return {std::get<0>(r), std::get<1>(r)};
+    }
+    auto r = at::_scaled_dot_product_efficient_attention(q, k, v, {}, /*compute_log_sumexp=*/true);
+    return {std::get<0>(r), std::get<1>(r).slice(2, 0, q.size(2))};  // the kernel pads the rows
+  }
+  auto r = at::_scaled_dot_product_flash_attention_for_cpu(q, k, v);
+  return {std::get<0>(r), std::get<1>(r)};
+}
+
 torch::Tensor renormalized_cag(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t text_len,
                                const TokenGrid& grid) {
-  const int64_t n = grid.tokens_per_frame();
-  std::vector<torch::Tensor> outs;
-  outs.reserve(grid.frames + 1);
-  if (text_len > 0) {
-    outs.push_back(at::scaled_dot_product_attention(q.slice(2, 0, text_len), k, v));
-  }
-  const auto k_text = k.slice(2, 0, text_len);
-  const auto v_text = v.slice(2, 0, text_len);
-  for (int64_t f = 0; f < grid.frames; ++f) {
-    const int64_t begin = text_len + f * n;
-    const auto kf = torch::cat({k_text, k.slice(2, begin, begin + n)}, 2);
-    const auto vf = torch::cat({v_text, v.slice(2, begin, begin + n)}, 2);
-    outs.push_back(at::scaled_dot_product_attention(q.slice(2, begin, begin + n), kf, vf));
-  }
-  return torch::cat(outs, 2);
+  // All frames in one SDPA call, frames folded into the batch.
+  const auto local = at::scaled_dot_product_attention(video_by_frame(q, text_len, grid),
+                                                      text_and_own_frame(k, text_len, grid),
+                                                      text_and_own_frame(v, text_len, grid));
+  const auto video = frames_to_video(local, q.size(0), grid);
+  if (text_len == 0) return video;
+  return torch::cat({at::scaled_dot_product_attention(q.slice(2, 0, text_len), k, v), video}, 2);
+}
+
+// kDropWithoutRenorm without the [queries, keys] probabilities: for a video query of frame f the
+// reference's output is sum over allowed keys j of exp(s_j - LSE_all) v_j, which is the attention
+// over the allowed keys (text + frame f) times exp(LSE_allowed - LSE_all). Two fused attention
+// calls (all keys; per frame) instead of a materialised softmax. Inference only (the fused
+// kernels' log-sum-exp has no gradient).
+torch::Tensor unrenormalized_cag_fused(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                       int64_t text_len, const TokenGrid& grid) {
+  const auto [full, full_lse] = attention_with_lse(q, k, v);
+  const auto [local, local_lse] = attention_with_lse(video_by_frame(q, text_len, grid),
+                                                     text_and_own_frame(k, text_len, grid),
+                                                     text_and_own_frame(v, text_len, grid));
+  const int64_t b = q.size(0);
+  const auto compute = torch::promote_types(q.scalar_type(), torch::kFloat32);
+  const auto kept =
+      (frames_to_video(local_lse.to(compute), b, grid) - full_lse.to(compute).slice(2, text_len)).exp().unsqueeze(-1);
+  const auto video = (frames_to_video(local, b, grid).to(compute) * kept).to(q.scalar_type());
+  if (text_len == 0) return video;
+  return torch::cat({full.slice(2, 0, text_len), video}, 2);
 }
 
 torch::Tensor unrenormalized_cag(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                 int64_t text_len, const TokenGrid& grid, int64_t query_chunk) {
+                                 int64_t text_len, const TokenGrid& grid) {
+  constexpr int64_t query_chunk = 128;  // the reference's
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
   const auto frames = token_frames(text_len, grid, q.device());
   const auto key_frames = frames.view({1, 1, 1, -1});
-  const auto kt = k.to(torch::kFloat32).transpose(-1, -2);
-  const auto vf = v.to(torch::kFloat32);
+  // float32 as the reference (float64 inputs stay float64).
+  const auto compute = torch::promote_types(q.scalar_type(), torch::kFloat32);
+  const auto kt = k.to(compute).transpose(-1, -2);
+  const auto vf = v.to(compute);
   const int64_t total = q.size(2);
   std::vector<torch::Tensor> outs;
   for (int64_t begin = 0; begin < total; begin += query_chunk) {
     const int64_t end = std::min(total, begin + query_chunk);
-    auto probs = torch::softmax(torch::matmul(q.slice(2, begin, end).to(torch::kFloat32), kt) * scale, -1);
+    auto probs = torch::softmax(torch::matmul(q.slice(2, begin, end).to(compute), kt) * scale, -1);
     const auto query_frames = frames.slice(0, begin, end).view({1, 1, -1, 1});
     const auto keep = (query_frames == -1) | (key_frames == -1) | (query_frames == key_frames);
     probs = probs * keep.to(probs.scalar_type());
@@ -63,14 +130,18 @@ torch::Tensor unrenormalized_cag(const torch::Tensor& q, const torch::Tensor& k,
 }
 
 torch::Tensor cag_all(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t text_len,
-                      const TokenGrid& grid, CagMode mode, int64_t query_chunk) {
+                      const TokenGrid& grid, CagMode mode, CagKernel kernel) {
   switch (mode) {
     case CagMode::kNone:
       return at::scaled_dot_product_attention(q, k, v);
     case CagMode::kRenormalized:
       return renormalized_cag(q, k, v, text_len, grid);
-    case CagMode::kDropWithoutRenorm:
-      return unrenormalized_cag(q, k, v, text_len, grid, query_chunk);
+    case CagMode::kDropWithoutRenorm: {
+      const bool needs_grad =
+          torch::GradMode::is_enabled() && (q.requires_grad() || k.requires_grad() || v.requires_grad());
+      if (needs_grad || kernel == CagKernel::kReference) return unrenormalized_cag(q, k, v, text_len, grid);
+      return unrenormalized_cag_fused(q, k, v, text_len, grid);
+    }
   }
   throw Error("unknown CAG mode");
 }
@@ -79,22 +150,31 @@ torch::Tensor cag_all(const torch::Tensor& q, const torch::Tensor& k, const torc
 
 torch::Tensor cag_attention(const torch::Tensor& query, const torch::Tensor& key, const torch::Tensor& value,
                             int64_t text_len, const TokenGrid& grid, CagMode mode,
-                            const std::vector<int64_t>& batch_indices, int64_t query_chunk) {
+                            const std::vector<int64_t>& batch_indices, CagKernel kernel) {
   check_qkv(query, "query", text_len, grid);
   check_qkv(key, "key", text_len, grid);
-  T4G_CHECK(query_chunk > 0, "query_chunk must be positive, got ", query_chunk);
   if (batch_indices.empty() || mode == CagMode::kNone) {
-    return cag_all(query, key, value, text_len, grid, mode, query_chunk);
+    return cag_all(query, key, value, text_len, grid, mode, kernel);
   }
   for (const int64_t b : batch_indices) {
     T4G_CHECK(b >= 0 && b < query.size(0), "CAG batch index ", b, " outside the batch of ", query.size(0));
   }
+  std::vector<int64_t> others;
+  for (int64_t b = 0; b < query.size(0); ++b) {
+    if (std::find(batch_indices.begin(), batch_indices.end(), b) == batch_indices.end()) others.push_back(b);
+  }
   const auto index = torch::tensor(batch_indices, torch::kLong).to(query.device());
-  const auto plain = at::scaled_dot_product_attention(query, key, value);
-  const auto perturbed = cag_all(query.index_select(0, index), key.index_select(0, index), value.index_select(0, index),
-                                 text_len, grid, mode, query_chunk);
-  // index_copy (out of place) keeps autograd through both branches.
-  return plain.index_copy(0, index, perturbed);
+  auto select = [&](const torch::Tensor& t, const torch::Tensor& i) { return t.index_select(0, i); };
+  const auto perturbed =
+      cag_all(select(query, index), select(key, index), select(value, index), text_len, grid, mode, kernel);
+  if (others.empty()) return torch::zeros_like(query).index_copy(0, index, perturbed);
+  // Ordinary attention only for the batch elements CAG leaves alone; index_copy (out of place)
+  // keeps autograd through both branches.
+  const auto rest = torch::tensor(others, torch::kLong).to(query.device());
+  const auto plain = at::scaled_dot_product_attention(select(query, rest), select(key, rest), select(value, rest));
+  return torch::zeros({query.size(0), query.size(1), query.size(2), value.size(3)}, perturbed.options())
+      .index_copy(0, rest, plain)
+      .index_copy(0, index, perturbed);
 }
 
 std::vector<torch::Tensor> attention_cost_maps(const torch::Tensor& query, const torch::Tensor& key, int64_t text_len,

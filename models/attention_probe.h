@@ -65,15 +65,23 @@ struct ProbeCapture {
   std::map<int64_t, torch::Tensor> hidden;
 };
 
+// How kDropWithoutRenorm is computed (methods.md 1.8).
+enum class CagKernel {
+  kAuto,       // fused (two attention calls with log-sum-exp) unless a gradient is needed
+  kReference,  // always the reference's chunked full softmax (128 query rows per chunk)
+};
+
 // Scaled dot-product attention over [B, heads, S, head_dim] with the CAG variant applied to the
 // batch elements listed in `batch_indices` (empty = all): text queries attend to everything,
-// video queries of frame f to text and frame f only. kRenormalized runs one SDPA per frame
-// (exact, differentiable); kDropWithoutRenorm computes the full softmax in query chunks of
-// `query_chunk` rows (128, as the reference: 128 x 17,776 x 48 heads fp32 = 0.44 GB per batch
-// element at 5B size) and zeroes the cross-frame probabilities.
+// video queries of frame f to text and frame f only. kRenormalized runs one SDPA over all frames
+// folded into the batch (exact, differentiable). kDropWithoutRenorm, when no gradient is needed,
+// rescales the per-frame attention by exp(LSE_frame - LSE_all) from two fused attention calls;
+// with a gradient (or CagKernel::kReference) it computes the reference's full softmax in query
+// chunks of 128 rows (128 x 17,776 x 48 heads fp32 = 0.44 GB per batch element at 5B size) and
+// zeroes the cross-frame probabilities.
 torch::Tensor cag_attention(const torch::Tensor& query, const torch::Tensor& key, const torch::Tensor& value,
                             int64_t text_len, const TokenGrid& grid, CagMode mode,
-                            const std::vector<int64_t>& batch_indices = {}, int64_t query_chunk = 128);
+                            const std::vector<int64_t>& batch_indices = {}, CagKernel kernel = CagKernel::kAuto);
 
 // Options of the cost-map helper.
 struct CostMapOptions {

@@ -142,9 +142,28 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor, torch::Tensor> CogVideoX
   const auto& enc_shift = chunks[3];
   const auto& enc_scale = chunks[4];
   const auto& enc_gate = chunks[5];
-  auto h = norm(hidden) * (1 + scale).unsqueeze(1) + shift.unsqueeze(1);
-  auto e = norm(encoder) * (1 + enc_scale).unsqueeze(1) + enc_shift.unsqueeze(1);
-  return {h, e, gate.unsqueeze(1), enc_gate.unsqueeze(1)};
+  return {modulated_norm(hidden, scale, shift), modulated_norm(encoder, enc_scale, enc_shift), gate.unsqueeze(1),
+          enc_gate.unsqueeze(1)};
+}
+
+torch::Tensor CogVideoXLayerNormZeroImpl::modulated_norm(const torch::Tensor& x, const torch::Tensor& scale,
+                                                         const torch::Tensor& shift) {
+  // diffusers: norm(x) * (1 + scale) + shift, three passes over x. The modulation is per sample
+  // and channel, so it folds into the LayerNorm's affine: w' = w (1 + scale), b' = b (1 + scale) +
+  // shift. With one sample that is a single LayerNorm kernel; with several, LayerNorm without
+  // affine and one addcmul. Same math; in bf16 the rounding points move (fp32 parity unchanged).
+  const auto& options = norm->options;
+  const auto one_plus = 1 + scale;  // [B, D]
+  torch::Tensor weight = one_plus, bias = shift;
+  if (options.elementwise_affine()) {
+    weight = norm->weight * one_plus;
+    bias = torch::addcmul(shift, norm->bias, one_plus);
+  }
+  if (x.size(0) == 1) {
+    return at::layer_norm(x, options.normalized_shape(), weight[0], bias[0], options.eps());
+  }
+  const auto normed = at::layer_norm(x, options.normalized_shape(), {}, {}, options.eps());
+  return torch::addcmul(bias.unsqueeze(1), normed, weight.unsqueeze(1));
 }
 
 CogVideoXAdaLayerNormImpl::CogVideoXAdaLayerNormImpl(int64_t embedding_dim, int64_t output_dim, bool elementwise_affine,
@@ -181,16 +200,21 @@ std::pair<torch::Tensor, torch::Tensor> CogVideoXAttentionImpl::forward(const to
   const int64_t text_len = encoder.size(1);
   const auto x = torch::cat({encoder, hidden}, 1);
   const int64_t b = x.size(0);
-  auto split_heads = [&](const torch::Tensor& t) { return t.view({b, -1, heads_, head_dim_}).transpose(1, 2); };
+  // [B, S, heads, head_dim] -> [B, heads, S, head_dim] as a view. The per-head LayerNorm runs
+  // before the transpose, on contiguous memory (diffusers normalises the transposed view, which
+  // costs LayerNorm a copy of q and of k); the values are the same.
+  auto split_heads = [&](const torch::Tensor& t) { return t.view({b, -1, heads_, head_dim_}); };
   auto q = norm_q(split_heads(linear_forward(to_q, x)));
   auto k = norm_k(split_heads(linear_forward(to_k, x)));
-  const auto v = split_heads(linear_forward(to_v, x));
+  const auto v = split_heads(linear_forward(to_v, x)).transpose(1, 2);
   if (call.rope != nullptr && call.rope->defined()) {
-    q = torch::cat({q.slice(2, 0, text_len), apply_rotary_emb(q.slice(2, text_len), *call.rope)}, 2);
+    q = apply_rotary_emb_joint(q, *call.rope, text_len);
     const RotaryEmbedding& key_rope =
         call.key_rope != nullptr && call.key_rope->defined() ? *call.key_rope : *call.rope;
-    k = torch::cat({k.slice(2, 0, text_len), apply_rotary_emb(k.slice(2, text_len), key_rope)}, 2);
+    k = apply_rotary_emb_joint(k, key_rope, text_len);
   }
+  q = q.transpose(1, 2);
+  k = k.transpose(1, 2);
   if (call.query_out != nullptr) *call.query_out = q;
   if (call.key_out != nullptr) *call.key_out = k;
   auto out = call.cag_mode == CagMode::kNone
@@ -216,7 +240,18 @@ CogVideoXFeedForwardImpl::CogVideoXFeedForwardImpl(int64_t dim, int64_t inner_di
 }
 
 torch::Tensor CogVideoXFeedForwardImpl::forward(const torch::Tensor& x) {
-  auto h = torch::gelu(linear_forward(proj_, x), tanh_gelu_ ? "tanh" : "none");
+  torch::Tensor h;
+  if (tanh_gelu_ && x.is_cuda() && !torch::GradMode::is_enabled() && !has_lora_adapter(proj_)) {
+    // Inference: cuBLASLt's bias + tanh-GELU epilogue inside the GEMM saves a pass over the
+    // [tokens, 4 D] activation. No autograd formula, so training keeps the separate GELU.
+    const auto x2d = x.reshape({-1, x.size(-1)});
+    h = at::_addmm_activation(proj_->bias, x2d, proj_->weight.t(), 1, 1, /*use_gelu=*/true);
+    auto sizes = x.sizes().vec();
+    sizes.back() = h.size(-1);
+    h = h.view(sizes);
+  } else {
+    h = torch::gelu(linear_forward(proj_, x), tanh_gelu_ ? "tanh" : "none");
+  }
   return drop2_(linear_forward(out_, drop1_(h)));
 }
 
@@ -239,12 +274,13 @@ std::pair<torch::Tensor, torch::Tensor> CogVideoXBlockImpl::forward(const torch:
   const int64_t text_len = encoder.size(1);
   auto [nh, ne, gate, enc_gate] = norm1(hidden, encoder, temb);
   auto [attn_h, attn_e] = attn1(nh, ne, call);
-  auto h = hidden + gate * attn_h;
-  auto e = encoder + enc_gate * attn_e;
+  // Gated residuals as one addcmul each (diffusers: a multiply, then an add).
+  auto h = torch::addcmul(hidden, gate, attn_h);
+  auto e = torch::addcmul(encoder, enc_gate, attn_e);
   auto [nh2, ne2, gate_ff, enc_gate_ff] = norm2(h, e, temb);
   const auto ff_out = ff(torch::cat({ne2, nh2}, 1));
-  h = h + gate_ff * ff_out.slice(1, text_len);
-  e = e + enc_gate_ff * ff_out.slice(1, 0, text_len);
+  h = torch::addcmul(h, gate_ff, ff_out.slice(1, text_len));
+  e = torch::addcmul(e, enc_gate_ff, ff_out.slice(1, 0, text_len));
   return {h, e};
 }
 

@@ -70,6 +70,10 @@ class CogVideoXLayerNormZeroImpl : public torch::nn::Module {
 
   torch::nn::Linear linear{nullptr};
   torch::nn::LayerNorm norm{nullptr};
+
+ private:
+  // norm(x) * (1 + scale) + shift with scale, shift [B, D].
+  torch::Tensor modulated_norm(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& shift);
 };
 TORCH_MODULE(CogVideoXLayerNormZero);
 

@@ -181,4 +181,21 @@ torch::Tensor apply_rotary_emb(const torch::Tensor& x, const RotaryEmbedding& ro
   return (x.to(torch::kFloat32) * cos + rotated.to(torch::kFloat32) * sin).to(x.scalar_type());
 }
 
+torch::Tensor apply_rotary_emb_joint(const torch::Tensor& x, const RotaryEmbedding& rope, int64_t text_len) {
+  T4G_CHECK(x.dim() == 4 && x.size(-1) % 2 == 0, "RoPE input must be [B, S, heads, even head_dim], got ", x.sizes());
+  T4G_CHECK(rope.cos.dim() == 2 && rope.cos.size(0) + text_len == x.size(1) && rope.cos.size(1) == x.size(-1),
+            "RoPE tables are [", rope.cos.sizes(), "], the input has ", x.size(1), " tokens (", text_len,
+            " text) of head_dim ", x.size(-1));
+  // diffusers' tables repeat each frequency for the (real, imag) pair: cos[2i] = cos[2i + 1].
+  const auto cos = rope.cos.to(x.device(), torch::kFloat32).slice(1, 0, c10::nullopt, 2);
+  const auto sin = rope.sin.to(x.device(), torch::kFloat32).slice(1, 0, c10::nullopt, 2);
+  auto rotation = torch::complex(cos, sin);  // [video, head_dim / 2]
+  if (text_len > 0) {
+    rotation = torch::cat({torch::ones({text_len, rotation.size(1)}, rotation.options()), rotation}, 0);
+  }
+  const auto xf = x.to(torch::kFloat32).contiguous();
+  const auto pairs = torch::view_as_complex(xf.view({x.size(0), x.size(1), x.size(2), x.size(3) / 2, 2}));
+  return torch::view_as_real(pairs * rotation.unsqueeze(1)).flatten(3).to(x.scalar_type());
+}
+
 }  // namespace t4g

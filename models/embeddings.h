@@ -79,4 +79,10 @@ RotaryEmbedding cogvideox_rotary_embedding(const CogVideoXTransformerConfig& con
 // (real, imag) pairs; computed in float32 and returned in x's dtype.
 torch::Tensor apply_rotary_emb(const torch::Tensor& x, const RotaryEmbedding& rope);
 
+// The same rotation for the joint sequence in the projection layout: x [B, text_len + video, heads,
+// head_dim]; the first text_len tokens pass unchanged, the video tokens rotate by `rope`. One
+// complex multiply in float32 over the whole tensor (no slicing, stacking or concatenation), so the
+// result is x's values for text and apply_rotary_emb's for video (to float32 rounding).
+torch::Tensor apply_rotary_emb_joint(const torch::Tensor& x, const RotaryEmbedding& rope, int64_t text_len);
+
 }  // namespace t4g

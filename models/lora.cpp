@@ -248,6 +248,8 @@ torch::Tensor linear_forward(const torch::nn::Linear& linear, const torch::Tenso
   return y + (adapter.up->forward(h) * adapter.down->scale).to(y.scalar_type());
 }
 
+bool has_lora_adapter(const torch::nn::Linear& linear) { return static_cast<bool>(adapter_of(*linear.ptr())); }
+
 std::vector<std::string> add_lora(torch::nn::Module& module, const LoraConfig& config, uint64_t seed) {
   config.validate();
   auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);

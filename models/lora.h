@@ -49,6 +49,10 @@ TORCH_MODULE(LoraDown);
 // work on a bf16 backbone. Every Linear of CogVideoXTransformer3DModel goes through this.
 torch::Tensor linear_forward(const torch::nn::Linear& linear, const torch::Tensor& x);
 
+// Whether a LoRA adapter is attached to `linear` (then fused kernels that bypass linear_forward,
+// such as a GEMM with a GELU epilogue, must not be used).
+bool has_lora_adapter(const torch::nn::Linear& linear);
+
 // Adds adapters (A kaiming-uniform with a = sqrt(5) as PEFT, i.e. U(-1/sqrt(in), 1/sqrt(in)) from
 // a generator seeded with `seed`, drawn in module order; B zero) to every Linear of `module` whose
 // dotted name `lora_targets` matches, on the Linear's device and dtype. Returns the adapted module

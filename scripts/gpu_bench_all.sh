@@ -4,7 +4,7 @@
 # reference run back to back on the same GPU), then data-parallel scaling of the training step
 # over 1, 2 and 4 GPUs under t4grun and once under PyTorch's torchrun. Results: $OUT/results.jsonl
 # (every JSON line, tagged with its lane), $OUT/summary.txt, $OUT/logs.tar.gz.
-#   scripts/gpu_bench_all.sh [build|lanes|scaling|all]...   (carry .ref; PYTHONPATH=.ref/py is set here)
+#   scripts/gpu_bench_all.sh [build|lanes|scaling|transfer|nccl|transformer|transformer5b|track|all]...   (carry .ref; PYTHONPATH=.ref/py is set here)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-out}
@@ -95,6 +95,24 @@ print(json.dumps({"bench": "zero_nccl", "stage1_equals_stage0": ws[0] == ws[1], 
 PY
 }
 
+phase_transformer() {  # issue 3 on one GPU: the transformer step and its kernel profile, ours and diffusers'
+  local args="--preset 2b --dtype bf16 --device cuda --modes forward train train_ckpt --profile 2"
+  run transformer unit_models_cuda $B/unit_models --gtest_filter='*Cuda*:CagAttention.*' --gtest_brief=1
+  run transformer t4g_2b $B/bench_transformer $args
+  run transformer ref_2b python3 bench/bench_transformer_ref.py $args
+}
+
+phase_transformer5b() {
+  local args="--preset 5b --dtype bf16 --device cuda --modes forward train_ckpt --profile 1"
+  run transformer5b t4g_5b $B/bench_transformer $args
+  run transformer5b ref_5b python3 bench/bench_transformer_ref.py $args
+}
+
+phase_track() {  # issue 8: zero-shot tracking of one 50-frame video, with the kernel profile
+  run track t4g $B/bench_track --full --iters 2 --warmup 1 --profile 1
+  run track ref python3 bench/bench_track_ref.py --full --iters 2 --warmup 1
+}
+
 phase_scaling() {  # samples/s per GPU of the 2B step (full fine-tune, checkpointing) at 1, 2, 4 GPUs
   unset CUDA_VISIBLE_DEVICES
   local args="--preset 2b --trainable full --checkpointing 1 --iters 6 --warmup 2"
@@ -111,6 +129,9 @@ for phase in "${@:-all}"; do
     scaling) phase_scaling ;;
     transfer) phase_transfer ;;
     nccl) phase_nccl ;;
+    transformer) phase_transformer ;;
+    transformer5b) phase_transformer5b ;;
+    track) phase_track ;;
     all) phase_build; phase_lanes; phase_scaling ;;
     *) echo "unknown phase $phase" >&2; exit 2 ;;
   esac

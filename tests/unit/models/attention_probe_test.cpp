@@ -54,9 +54,47 @@ TEST(CagAttention, RenormalizedEqualsMinusInfMask) {
 TEST(CagAttention, DropWithoutRenormZeroesCrossFrameProbabilities) {
   const auto x = random_qkv();
   const auto expected = torch::matmul(naive_probs(x) * naive_allowed().to(torch::kFloat32), x.v);
-  // A chunk that does not divide the 21 tokens exercises the chunk edges.
-  const auto got = cag_attention(x.q, x.k, x.v, kText, kGrid, CagMode::kDropWithoutRenorm, {}, 4);
-  EXPECT_TRUE(torch::allclose(got, expected, 1e-5, 1e-5));
+  const auto reference =
+      cag_attention(x.q, x.k, x.v, kText, kGrid, CagMode::kDropWithoutRenorm, {}, CagKernel::kReference);
+  EXPECT_TRUE(torch::allclose(reference, expected, 1e-5, 1e-5));
+  // The fused form (attention over text + own frame rescaled by exp(LSE_frame - LSE_all)).
+  const auto fused = cag_attention(x.q, x.k, x.v, kText, kGrid, CagMode::kDropWithoutRenorm);
+  EXPECT_TRUE(torch::allclose(fused, expected, 1e-5, 1e-5)) << (fused - expected).abs().max().item<double>();
+  // The dropped mass makes it differ from the renormalised variant.
+  EXPECT_FALSE(
+      torch::allclose(fused, cag_attention(x.q, x.k, x.v, kText, kGrid, CagMode::kRenormalized), 1e-3, 1e-3));
+}
+
+TEST(CagAttention, FusedDropMatchesReferenceInDoubleWithoutTextAndOnSubsets) {
+  auto x = random_qkv(3, 2, 16);
+  for (auto* t : {&x.q, &x.k, &x.v}) *t = t->to(torch::kFloat64) * 2.0;  // sharper softmax
+  const auto reference =
+      cag_attention(x.q, x.k, x.v, kText, kGrid, CagMode::kDropWithoutRenorm, {0, 2}, CagKernel::kReference);
+  const auto fused = cag_attention(x.q, x.k, x.v, kText, kGrid, CagMode::kDropWithoutRenorm, {0, 2});
+  EXPECT_TRUE(torch::allclose(fused, reference, 1e-10, 1e-10)) << (fused - reference).abs().max().item<double>();
+  EXPECT_TRUE(torch::allclose(fused[1], at::scaled_dot_product_attention(x.q, x.k, x.v)[1], 1e-12, 1e-12));
+  // No text tokens at all.
+  const auto video = [&](const torch::Tensor& t) { return t.slice(2, kText).contiguous(); };
+  const auto ref0 = cag_attention(video(x.q), video(x.k), video(x.v), 0, kGrid, CagMode::kDropWithoutRenorm, {},
+                                  CagKernel::kReference);
+  const auto fused0 = cag_attention(video(x.q), video(x.k), video(x.v), 0, kGrid, CagMode::kDropWithoutRenorm);
+  EXPECT_TRUE(torch::allclose(fused0, ref0, 1e-10, 1e-10));
+}
+
+// The fused kernels on a GPU (flash with LSE in bf16, memory-efficient in fp32) against the
+// chunked reference: fp32 1e-5, bf16 2e-2 (bf16 inputs, outputs of magnitude ~1).
+TEST(CagAttention, FusedDropMatchesReferenceOnCuda) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  const auto x = random_qkv(2, 2, 64);
+  for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+    const auto q = x.q.to(torch::kCUDA, dtype), k = x.k.to(torch::kCUDA, dtype), v = x.v.to(torch::kCUDA, dtype);
+    const auto reference = cag_attention(q, k, v, kText, kGrid, CagMode::kDropWithoutRenorm, {1}, CagKernel::kReference)
+                               .to(torch::kFloat32);
+    const auto fused = cag_attention(q, k, v, kText, kGrid, CagMode::kDropWithoutRenorm, {1}).to(torch::kFloat32);
+    const double tol = dtype == torch::kFloat32 ? 1e-5 : 2e-2;
+    EXPECT_TRUE(torch::allclose(fused, reference, tol, tol))
+        << dtype << ": " << (fused - reference).abs().max().item<double>();
+  }
 }
 
 TEST(CagAttention, SemanticsTextSeesAllVideoSeesTextAndOwnFrame) {

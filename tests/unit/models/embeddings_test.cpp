@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "common/error.h"
 #include "models/embeddings.h"
 
 namespace t4g {
@@ -112,6 +113,23 @@ TEST(Embeddings, ApplyRotaryRotatesInterleavedPairs) {
   EXPECT_TRUE(torch::allclose(y, expected, 1e-6, 1e-6));
   const auto y16 = apply_rotary_emb(x.to(torch::kBFloat16), rope);
   EXPECT_EQ(y16.scalar_type(), torch::kBFloat16);
+}
+
+// The joint form used by the attention: [B, S, heads, D] with 3 text tokens left untouched equals
+// apply_rotary_emb on the video part (1e-6, float32 rounding), the text rows bit for bit.
+TEST(Rope, JointFormLeavesTextAndRotatesVideo) {
+  torch::manual_seed(2);
+  const auto x = torch::randn({2, 3 + 5, 4, 8});  // B, text + video, heads, head_dim
+  RotaryEmbedding rope;
+  const auto angles = torch::rand({5, 4}) * 6.0;
+  rope.cos = angles.cos().repeat_interleave(2, 1);
+  rope.sin = angles.sin().repeat_interleave(2, 1);
+  const auto y = apply_rotary_emb_joint(x, rope, 3);
+  EXPECT_TRUE(torch::equal(y.slice(1, 0, 3), x.slice(1, 0, 3)));
+  const auto expected = apply_rotary_emb(x.slice(1, 3).transpose(1, 2), rope).transpose(1, 2);
+  EXPECT_TRUE(torch::allclose(y.slice(1, 3), expected, 1e-6, 1e-6));
+  EXPECT_EQ(apply_rotary_emb_joint(x.to(torch::kBFloat16), rope, 3).scalar_type(), torch::kBFloat16);
+  EXPECT_THROW(apply_rotary_emb_joint(x, rope, 2), Error);  // 6 video tokens, 5 table rows
 }
 
 }  // namespace
