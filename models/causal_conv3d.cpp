@@ -59,6 +59,16 @@ torch::Tensor CausalConv3dImpl::forward(const torch::Tensor& x, ConvCache* cache
   const int64_t time_pad = kernel_size_ - 1;
   if (time_pad == 0) return safe_conv3d(*conv, x);
   torch::Tensor* slot = cache ? &cache->next() : nullptr;
+  if (x.size(2) == 1 && !(slot && slot->defined())) {
+    // One frame with nothing cached: every temporal tap sees a copy of that frame, so the Conv3d
+    // equals a Conv2d with the taps summed (in float32). A third of the arithmetic and no padded
+    // copy; this is the per-frame encoding that zero-shot tracking runs on every frame.
+    const auto& weight = conv->weight;
+    const auto summed = weight.to(torch::kFloat32).sum(2).to(weight.scalar_type());
+    const int64_t pad = (kernel_size_ - 1) / 2;
+    if (slot) *slot = x.expand({-1, -1, time_pad, -1, -1}).clone();
+    return at::conv2d(x.squeeze(2), summed, conv->bias, 1, {pad, pad}).unsqueeze(2);
+  }
   std::vector<torch::Tensor> parts;
   if (slot && slot->defined()) {
     parts = {*slot, x};

@@ -50,7 +50,8 @@ class CausalConv3dImpl : public torch::nn::Module {
   // x: [B, C_in, T, H, W] -> [B, C_out, T, H, W]. With a cache (k > 1 only), takes the next slot,
   // pads with it when defined, and stores the last k - 1 frames of the padded input there.
   // Without one, pads with the first frame (a one-chunk pass). A k = 1 conv never touches the
-  // cache (diffusers keeps a clone of the whole input for it that is never read).
+  // cache (diffusers keeps a clone of the whole input for it that is never read). A one-frame
+  // input without cached frames runs as the equivalent Conv2d (temporal taps summed).
   torch::Tensor forward(const torch::Tensor& x, ConvCache* cache = nullptr);
 
   int64_t kernel_size() const { return kernel_size_; }

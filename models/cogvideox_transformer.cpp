@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "models/head_layer_norm.h"
 #include "models/lora.h"
 
 namespace t4g {
@@ -204,8 +205,8 @@ std::pair<torch::Tensor, torch::Tensor> CogVideoXAttentionImpl::forward(const to
   // before the transpose, on contiguous memory (diffusers normalises the transposed view, which
   // costs LayerNorm a copy of q and of k); the values are the same.
   auto split_heads = [&](const torch::Tensor& t) { return t.view({b, -1, heads_, head_dim_}); };
-  auto q = norm_q(split_heads(linear_forward(to_q, x)));
-  auto k = norm_k(split_heads(linear_forward(to_k, x)));
+  auto q = head_layer_norm(split_heads(linear_forward(to_q, x)), norm_q->weight, norm_q->bias, norm_q->options.eps());
+  auto k = head_layer_norm(split_heads(linear_forward(to_k, x)), norm_k->weight, norm_k->bias, norm_k->options.eps());
   const auto v = split_heads(linear_forward(to_v, x)).transpose(1, 2);
   if (call.rope != nullptr && call.rope->defined()) {
     q = apply_rotary_emb_joint(q, *call.rope, text_len);

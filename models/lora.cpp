@@ -240,7 +240,9 @@ torch::Tensor LoraDownImpl::forward(const torch::Tensor& x) {
 }
 
 torch::Tensor linear_forward(const torch::nn::Linear& linear, const torch::Tensor& x) {
-  auto y = linear.ptr()->forward(x);
+  // at::linear, not LinearImpl::forward: the C++ frontend's F::linear fuses the bias into the GEMM
+  // only for 2-D inputs, at::linear also for contiguous 3-D ones (as torch.nn.functional.linear).
+  auto y = at::linear(x, linear->weight, linear->bias);
   const Adapter adapter = adapter_of(*linear.ptr());
   if (!adapter) return y;
   // PEFT's order: base, then + lora_B(lora_A(dropout(x))) * scaling, x cast to the adapter's dtype.

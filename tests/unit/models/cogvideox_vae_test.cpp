@@ -374,6 +374,26 @@ TEST(VaeTiling, IdentityTilesReassembleTheInput) {
   EXPECT_TRUE(torch::equal(y, x));
 }
 
+// A one-frame input runs as a Conv2d with the temporal taps summed: equal to the padded Conv3d
+// (1e-5: float32 summation order), and it fills the cache as the padded pass would.
+TEST(CausalConv3d, OneFrameEqualsThePaddedConv3d) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(4);
+  CausalConv3d conv(3, 4, 3);
+  const torch::Tensor x = torch::randn({2, 3, 1, 6, 7});
+  const torch::Tensor padded = torch::cat({x, x, x}, 2);
+  const torch::Tensor expected = conv->conv->forward(padded);
+  ConvCache cache;
+  const torch::Tensor got = conv->forward(x, &cache);
+  ASSERT_EQ(got.sizes(), expected.sizes());
+  EXPECT_LE(max_abs_diff(got, expected), 1e-5);
+  // The next chunk continues from the cached copies of the frame.
+  cache.rewind();
+  const torch::Tensor next = torch::randn({2, 3, 2, 6, 7});
+  const torch::Tensor whole = conv->conv->forward(torch::cat({x, x, x, next}, 2));
+  EXPECT_LE(max_abs_diff(conv->forward(next, &cache), whole.slice(2, 1)), 1e-5);
+}
+
 TEST(ConvCache, CarriesFramesBetweenChunks) {
   torch::NoGradGuard no_grad;
   torch::manual_seed(1);
