@@ -19,9 +19,9 @@
 namespace t4g {
 
 struct DataParallelOptions {
-  ShardedOptimizerOptions optimizer;     // ZeRO stage, AdamW hyper-parameters, EMA decay
+  ShardedOptimizerOptions optimizer;         // ZeRO stage, AdamW hyper-parameters, EMA decay
   int64_t bucket_bytes = int64_t{25} << 20;  // reducer bucket cap (DDP's 25 MiB)
-  double max_grad_norm = 0.0;            // clip the global gradient norm to this; 0 = no clipping
+  double max_grad_norm = 0.0;                // clip the global gradient norm to this; 0 = no clipping
 };
 
 // The recipe's train section as options: zero_stage, beta1, beta2, eps, weight_decay, ema_decay,
