@@ -24,6 +24,19 @@ inline void synchronize(const torch::Device& device) {
   if (device.is_cuda()) torch::cuda::synchronize(cuda_index(device));
 }
 
+// Waits for the work queued on the device's current CUDA stream only (no-op on the CPU). Unlike
+// synchronize(), collectives running on NCCL's own streams carry on, so a timer read after it
+// measures the compute the stream ran, not the communication overlapping it.
+inline void synchronize_stream(const torch::Device& device) {
+#ifdef T4G_BENCH_HAVE_CUDA_RUNTIME
+  if (device.is_cuda()) {
+    c10::cuda::getCurrentCUDAStream(cuda_index(device)).synchronize();
+    return;
+  }
+#endif
+  synchronize(device);
+}
+
 // Resets the CUDA allocator's peak statistics (no-op on the CPU).
 inline void reset_peak(const torch::Device& device) {
   if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(cuda_index(device));

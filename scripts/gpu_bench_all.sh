@@ -2,9 +2,12 @@
 # All GPU figures of the open issues in one lease of a 4-GPU machine: build once, then four
 # independent lanes in parallel (each pinned to one GPU with CUDA_VISIBLE_DEVICES: ours and the
 # reference run back to back on the same GPU), then data-parallel scaling of the training step
-# over 1, 2 and 4 GPUs under t4grun and once under PyTorch's torchrun. Results: $OUT/results.jsonl
+# over 1, 2 and 4 GPUs under t4grun and once under PyTorch's torchrun. Separate phases: transfer
+# (DiTFlow at 5B), nccl (the NCCL and ZeRO checks CPU CI cannot reach) and zero5b (5B full
+# fine-tune under ZeRO-2 and ZeRO-1 on every GPU: peak memory). Results: $OUT/results.jsonl
 # (every JSON line, tagged with its lane), $OUT/summary.txt, $OUT/logs.tar.gz.
-#   scripts/gpu_bench_all.sh [build|lanes|scaling|transfer|nccl|transformer|transformer5b|track|all]...   (carry .ref; PYTHONPATH=.ref/py is set here)
+#   scripts/gpu_bench_all.sh [build|lanes|scaling|transfer|nccl|zero5b|transformer|transformer5b|track|all]...
+#   (carry .ref; PYTHONPATH=.ref/py is set here)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-out}
@@ -79,6 +82,9 @@ phase_nccl() {  # NCCL paths that CPU CI cannot reach: 2-GPU tests, t4g train wi
   unset CUDA_VISIBLE_DEVICES
   run nccl unit_train $B/unit_train --gtest_brief=1
   run nccl t4grun_tests $B/integration --gtest_filter='T4grun*:DataParallel*' --gtest_brief=1
+  # ZeRO stages 1 and 2 against stage 0 over NCCL: on 2 GPUs, and on 4 when 4 are visible (the
+  # 4-rank case skips itself otherwise).
+  run nccl zero_cuda $B/integration --gtest_filter='World/ZeroWorldCuda.*' --gtest_brief=1
   for z in 0 1 2; do
     run nccl "train_zero$z" $B/t4grun --standalone --nproc-per-node 2 $B/t4g train --set model.device=cuda \
       --set run.out_dir=/tmp/t4g_zero$z --set train.steps=4 --set train.zero_stage=$z --set train.log_every=1
@@ -120,6 +126,30 @@ phase_scaling() {  # samples/s per GPU of the 2B step (full fine-tune, checkpoin
     run scaling "t4grun_$n" $B/t4grun --standalone --nproc-per-node $n $B/bench_train $args
   done
   run scaling torchrun_2 python3 -m torch.distributed.run --standalone --nproc-per-node 2 --no-python $B/bench_train $args
+  # Where the 4-GPU step's time goes: forward, backward, reduce wait, optimizer (syncs between the
+  # phases, so its step time is not the plain run's).
+  run scaling t4grun_4_breakdown $B/t4grun --standalone --nproc-per-node 4 $B/bench_train $args --breakdown
+}
+
+phase_zero5b() {  # 5B full fine-tune (+ refiner, checkpointing) on every GPU: ZeRO-2, then ZeRO-1; peak memory
+  unset CUDA_VISIBLE_DEVICES
+  local n=$(nvidia-smi -L | wc -l)
+  local args="--preset 5b --trainable full --checkpointing 1 --iters 4 --warmup 1"
+  for z in 2 1; do
+    run zero5b "zero${z}_x$n" $B/t4grun --standalone --nproc-per-node $n $B/bench_train $args --zero-stage $z
+  done
+  python3 - "$OUT/logs/zero5b.jsonl" <<'PY' | tee -a "$OUT/summary.txt"
+import json, sys
+for line in open(sys.argv[1]):
+    if '{' not in line:
+        continue
+    r = json.loads(line[line.index('{'):])
+    if r.get('bench') != 'train_step':
+        continue
+    print(f"zero5b stage {r['zero_stage']} on {r['world_size']} GPUs: peak {r['peak_gib']:.1f} GiB on rank 0, "
+          f"{r['peak_gib_max_rank']:.1f} GiB max over ranks; optimizer state {r['optimizer_state_gib']:.1f} GiB per rank; "
+          f"median step {r['median_step_s']:.2f} s")
+PY
 }
 
 for phase in "${@:-all}"; do
@@ -132,6 +162,7 @@ for phase in "${@:-all}"; do
     transformer) phase_transformer ;;
     transformer5b) phase_transformer5b ;;
     track) phase_track ;;
+    zero5b) phase_zero5b ;;
     all) phase_build; phase_lanes; phase_scaling ;;
     *) echo "unknown phase $phase" >&2; exit 2 ;;
   esac
@@ -139,7 +170,8 @@ done
 for f in "$OUT"/logs/*.jsonl; do
   [ -f "$f" ] || continue
   lane=$(basename "$f" .jsonl)
-  sed "s/^{/{\"lane\":\"$lane\",/" "$f" >> "$OUT/results.jsonl"
+  # Lines from t4grun's workers carry a "[rank N]: " prefix: dropped here.
+  sed -E "s/^(\[rank [0-9]+\]: )?\{/{\"lane\":\"$lane\",/" "$f" >> "$OUT/results.jsonl"
 done
 tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$OUT/logs"
 cat "$OUT/summary.txt"

@@ -19,6 +19,11 @@ CommBackend parse_comm_backend(const std::string& text, const std::string& key) 
   throw Error("unknown communication backend", ctx);
 }
 
+CommBackend comm_backend_for(CommBackend requested, const torch::Device& model_device) {
+  if (requested != CommBackend::kAuto) return requested;
+  return model_device.is_cuda() ? CommBackend::kNccl : CommBackend::kStore;
+}
+
 std::unique_ptr<Communicator> make_communicator(const DistEnv& env, c10::intrusive_ptr<c10d::Store> store,
                                                 const CommunicatorOptions& options) {
   CommBackend backend = options.backend;

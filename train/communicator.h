@@ -80,6 +80,11 @@ struct CommunicatorOptions {
 // Parses "auto", "store", "nccl"; throws t4g::Error naming `key` otherwise.
 CommBackend parse_comm_backend(const std::string& text, const std::string& key = "backend");
 
+// The backend for a model on `model_device`: kAuto becomes kNccl for a CUDA model (NCCL moves CUDA
+// tensors only) and kStore otherwise; an explicit choice is returned unchanged. The one rule the
+// trainer, the benchmarks and the test workers share, so "auto" means the same everywhere.
+CommBackend comm_backend_for(CommBackend requested, const torch::Device& model_device);
+
 // Builds the communicator for this worker: `store` is the job's store (train/rendezvous.h),
 // `env` gives rank, world size and LOCAL_RANK (the CUDA device for NCCL).
 std::unique_ptr<Communicator> make_communicator(const DistEnv& env, c10::intrusive_ptr<c10d::Store> store,

@@ -20,10 +20,9 @@
 #include "models/trainable.h"
 #include "train/checkpoint.h"
 #include "train/communicator.h"
+#include "train/data_parallel_optimizer.h"
 #include "train/datasets.h"
 #include "train/dist_env.h"
-#include "train/grad_reducer.h"
-#include "train/sharded_optimizer.h"
 #include "train/lr_schedule.h"
 #include "train/metric_logger.h"
 #include "train/rendezvous.h"
@@ -162,9 +161,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   CommunicatorOptions comm_options;
   comm_options.backend = parse_comm_backend(c.train.comm_backend, "train.comm_backend");
   // "auto" follows where the model runs (NCCL moves CUDA tensors only), not merely whether a GPU exists.
-  if (comm_options.backend == CommBackend::kAuto) {
-    comm_options.backend = resolve_device(c.model.device, env.local_rank).is_cuda() ? CommBackend::kNccl : CommBackend::kStore;
-  }
+  comm_options.backend = comm_backend_for(comm_options.backend, resolve_device(c.model.device, env.local_rank));
   std::unique_ptr<Communicator> comm = make_communicator(env, store, comm_options);
   const bool main_rank = env.is_main();
   const uint64_t seed = static_cast<uint64_t>(c.run.seed);
@@ -204,15 +201,10 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   transformer->train(c.train.trainable != "refiner");
   if (m.refiner) m.refiner->train();
 
-  // ---- Optimizer and EMA (sharded across ranks by train.zero_stage), schedule.
-  ShardedOptimizerOptions so;
-  so.stage = zero_stage_from_int(c.train.zero_stage);
-  so.adam.beta1 = c.train.beta1;
-  so.adam.beta2 = c.train.beta2;
-  so.adam.eps = c.train.eps;
-  so.adam.weight_decay = c.train.weight_decay;
-  so.ema_decay = c.train.ema_decay;
-  ShardedOptimizer opt(m.params, comm.get(), so);
+  // ---- Gradient averaging across ranks (overlapped with backward), clipping, optimizer and EMA
+  // (sharded across ranks by train.zero_stage); schedule.
+  DataParallelOptimizer dp(m.params, comm.get(), data_parallel_options(c.train));
+  ShardedOptimizer& opt = dp.optimizer();
   LrSchedule schedule;
   schedule.kind = parse_lr_schedule(c.train.lr_schedule);
   schedule.base_lr = c.train.lr;
@@ -267,15 +259,6 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   lo.augment.clip_frames = c.data.frames;
   lo.augment.flip_probability = c.data.flip_probability;
   data::Loader loader(lo, start_position);
-
-  // Gradient averaging across ranks, overlapped with backward (one process: nothing to do).
-  std::unique_ptr<GradientReducer> reducer;
-  if (env.distributed()) {
-    GradReducerOptions ro;
-    ro.bucket_bytes = c.train.bucket_mb << 20;
-    ro.mode = opt.reduce_mode();
-    reducer = std::make_unique<GradientReducer>(m.params, *comm, ro);
-  }
 
   const int64_t temporal = m.components.vae ? m.components.vae->config().temporal_compression_ratio : 4;
   const CorrespondenceLossOptions corr = correspondence_options(c.loss, temporal);
@@ -373,25 +356,20 @@ TrainResult train(const Config& c, const TrainOptions& options) {
         pix_err += sl.corr.mean_pixel_error.item<double>();
         frac_valid += sl.corr.fraction_valid;
       }
-      if (reducer) reducer->prepare(micro + 1 == c.train.grad_accumulation);
+      dp.prepare_backward(micro + 1 == c.train.grad_accumulation);
       (loss / static_cast<double>(c.train.grad_accumulation)).backward();
       loss_sum += loss.item<double>();
       diff_sum += l_diff.item<double>();
       window_samples += static_cast<double>(batch.ids.size()) * env.world_size;
     }
 
-    // Gradients: average over ranks, guard, clip, update.
-    torch::Tensor grads;
-    if (reducer) {
-      grads = reducer->finish();
-    } else {
-      grads = m.params.gather_grads();
-      m.params.zero_grads();
-    }
-    const double grad_norm = opt.grad_norm(grads);  // global: collective under ZeRO-2
+    // Gradients: average over ranks, guard, clip, update (AdamW, parameters all-gathered under
+    // ZeRO, EMA). Skipping is decided on the averaged gradient, which every rank holds alike, so
+    // all ranks skip together.
+    const StepOutcome outcome = dp.step(dp.reduce_gradients(), lr);
+    const double grad_norm = outcome.grad_norm;
     const double accum = static_cast<double>(c.train.grad_accumulation);
-    // Decided on the averaged gradient, which every rank holds alike, so all ranks skip together.
-    if (!std::isfinite(grad_norm)) {
+    if (!outcome.applied) {
       ++skipped;
       ++nan_streak;
       T4G_WARN("train: step ", step, " has a non-finite loss or gradient; skipped (", nan_streak, " in a row)");
@@ -402,9 +380,6 @@ TrainResult train(const Config& c, const TrainOptions& options) {
       T4G_CHECK_CTX(nan_streak < c.train.max_nan_steps, ctx, "training diverged: too many non-finite steps in a row");
     } else {
       nan_streak = 0;
-      // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1.
-      const double scale = c.train.grad_clip > 0 ? std::min(1.0, c.train.grad_clip / (grad_norm + 1e-6)) : 1.0;
-      opt.step(grads, lr, scale);  // AdamW, parameters (all-gathered under ZeRO), EMA
     }
     ++step;
     ++window_steps;

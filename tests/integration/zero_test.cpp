@@ -1,7 +1,8 @@
-// ZeRO under t4grun on CPU (the store Communicator), with tests/integration/workers/zero_worker.cpp:
-// stages 1 and 2 train to the same parameters as stage 0 on 2 and 3 ranks while each rank holds
-// about 1/W of the optimizer state (and, under stage 2, of the float32 gradient), and a
-// checkpoint saved on 2 ranks resumes on 1, 2 or 3 ranks to the end of the uninterrupted run.
+// ZeRO under t4grun with tests/integration/workers/zero_worker.cpp: stages 1 and 2 train to the
+// same parameters as stage 0 on 2 and 3 CPU ranks (the store Communicator), and on 2 and 4 GPUs
+// (NCCL; skipped where fewer GPUs are visible), while each rank holds about 1/W of the optimizer
+// state (and, under stage 2, of the float32 gradient); a checkpoint saved on 2 ranks resumes on 1,
+// 2 or 3 ranks to the end of the uninterrupted run.
 #include <gtest/gtest.h>
 
 #include "common/safetensors.h"
@@ -33,19 +34,37 @@ std::string run_worker(int ranks, const std::string& out, const std::string& arg
 // (other world size: the union batch is summed in other groups) or in the global norm (stage 2
 // sums squared shard norms in float64 instead of taking one float32 norm). Measured differences
 // after 4-6 AdamW steps at lr 1e-2 are <= 6e-8 on values of order 0.3; the bound leaves >10x room.
+//
+// The same bound holds on GPUs, where one more order differs: NCCL's all-reduce (stages 0 and 1)
+// and reduce-scatter (stage 2, other bucket sizes, so possibly another algorithm) may add the W
+// ranks' gradients in different orders. (ncclAvg pre-multiplies floats by 1/W, exact for W = 2
+// and 4; with W = 2 the one addition is commutative, so only W = 4 can differ at all.) Derivation
+// for W = 4 after S = 4 AdamW steps at lr 1e-2: each averaged gradient element differs by at most
+// (W - 1) u = 1.8e-7 (u = 2^-24) relative to the ranks' summed magnitudes; AdamW's update
+// lr * m_hat / (sqrt(v_hat) + eps) does not depend on the gradient's scale, and a relative
+// perturbation e of the gradients moves m_hat / sqrt(v_hat) by at most about 4e over a few steps,
+// so a parameter moves by <= S * lr * 4e = 3e-8 (the clip scale's 1e-7 relative change is one
+// more such perturbation); the changed parameters feed back through the tanh MLP's gradients at
+// the same order. Expected: ~1e-7 against atol 1e-6 + rtol 1e-5 * |p| (~4e-6 at |p| ~ 0.3), again
+// >10x room. What it does not cover: an element whose averaged gradient cancels to rounding
+// level, whose first AdamW step is sign(g) * lr either way; with 794 elements of seeded data that
+// is a ~1e-3 chance, and it would show as a difference of ~1e-2 in one element.
 void expect_close(const torch::Tensor& got, const torch::Tensor& expected, const std::string& what) {
   ASSERT_EQ(got.sizes(), expected.sizes()) << what;
   EXPECT_TRUE(torch::allclose(got, expected, 1e-5, 1e-6))
       << what << ": max abs diff " << (got - expected).abs().max().item<double>();
 }
 
-class ZeroWorld : public ::testing::TestWithParam<int> {};
-
-TEST_P(ZeroWorld, StagesOneAndTwoMatchStageZeroOnAFractionOfTheMemory) {
-  const int world = GetParam();
+// Trains stages 0, 1 and 2 on `world` ranks of `device` ("cpu" or "cuda") and checks that stages
+// 1 and 2 end where stage 0 does (expect_close), that every rank's model is the same (exact), and
+// how much state and gradient each rank held.
+void check_stages_match_stage_zero(int world, const std::string& device) {
   testing::TempDir dir;
   for (int stage = 0; stage <= 2; ++stage) {
-    run_worker(world, dir.file("s" + std::to_string(stage)), "--stage " + std::to_string(stage) + " --steps 4");
+    const std::string out = run_worker(world, dir.file("s" + std::to_string(stage)),
+                                       "--stage " + std::to_string(stage) + " --steps 4 --device " + device);
+    // The run used the backend the device implies (not a silent fallback).
+    EXPECT_NE(out.find(device == "cuda" ? "nccl on cuda:" : "store on cpu"), std::string::npos) << out;
   }
   const auto base = rank_file(dir.file("s0"), 0);
   // The run did something worth comparing: the clip (max norm 0.5) bound on some steps.
@@ -80,7 +99,24 @@ TEST_P(ZeroWorld, StagesOneAndTwoMatchStageZeroOnAFractionOfTheMemory) {
   }
 }
 
+class ZeroWorld : public ::testing::TestWithParam<int> {};
+
+TEST_P(ZeroWorld, StagesOneAndTwoMatchStageZeroOnAFractionOfTheMemory) { check_stages_match_stage_zero(GetParam(), "cpu"); }
+
 INSTANTIATE_TEST_SUITE_P(World, ZeroWorld, ::testing::Values(2, 3));
+
+// The same on GPUs: one rank per GPU (cuda:LOCAL_RANK), NCCL all-reduce, reduce-scatter and
+// all-gather. Needs as many visible GPUs as ranks (two ranks on one GPU is an NCCL error).
+class ZeroWorldCuda : public ::testing::TestWithParam<int> {};
+
+TEST_P(ZeroWorldCuda, StagesOneAndTwoMatchStageZeroOnAFractionOfTheMemory) {
+  const int world = GetParam();
+  const int gpus = static_cast<int>(torch::cuda::device_count());
+  if (gpus < world) GTEST_SKIP() << world << " ranks need " << world << " GPUs; " << gpus << " visible";
+  check_stages_match_stage_zero(world, "cuda");
+}
+
+INSTANTIATE_TEST_SUITE_P(World, ZeroWorldCuda, ::testing::Values(2, 4));
 
 // A stage-1 run on 2 ranks saves after step 3 (full tensors by name, gathered to rank 0). Resumed
 // on 2 ranks it ends bit-identical to the uninterrupted run; resumed on 3 ranks (stage 2) or 1

@@ -1,6 +1,8 @@
 // ZeRO worker for the t4grun tests (tests/integration/zero_test.cpp): a small tanh MLP (fixed
-// seed; plus one parameter that never gets a gradient) trained with the GradientReducer and the
-// ShardedOptimizer at a chosen ZeRO stage, the way the trainer does it. Each step's union batch
+// seed; plus one parameter that never gets a gradient) trained with the trainer's
+// DataParallelOptimizer (GradientReducer + ShardedOptimizer) at a chosen ZeRO stage. With
+// --device cuda each rank binds cuda:LOCAL_RANK, keeps the model there in float32 and talks NCCL
+// (the trainer's backend rule, comm_backend_for); with cpu it uses the store. Each step's union batch
 // of --samples samples is seeded by (step, sample index), not by rank: rank r of W takes samples
 // [r K, (r + 1) K), K = samples / W, as K accumulation micro-steps, so every world size trains on
 // the same data. Saves a checkpoint (train/checkpoint.h, gathered to rank 0) after --save-at and
@@ -18,21 +20,22 @@
 #include "train/checkpoint.h"
 #include "train/communicator.h"
 #include "train/dist_env.h"
+#include "train/data_parallel_optimizer.h"
 #include "train/flat_parameters.h"
-#include "train/grad_reducer.h"
 #include "train/rendezvous.h"
-#include "train/sharded_optimizer.h"
 
 namespace {
 
 struct Mlp {
   torch::nn::Linear a{nullptr}, b{nullptr}, c{nullptr}, unused{nullptr};
-  Mlp() {
+  // Initialised on the CPU from one seed (the same weights on every device), then moved.
+  explicit Mlp(const torch::Device& device) {
     torch::manual_seed(3);
     a = torch::nn::Linear(6, 23);
     b = torch::nn::Linear(23, 23);
     c = torch::nn::Linear(23, 3);
     unused = torch::nn::Linear(3, 3);
+    for (auto* layer : {&a, &b, &c, &unused}) (*layer)->to(device, torch::kFloat32);
   }
   std::vector<std::pair<std::string, torch::Tensor>> named() {
     return {{"a.weight", a->weight}, {"a.bias", a->bias}, {"b.weight", b->weight},          {"b.bias", b->bias},
@@ -45,7 +48,7 @@ struct Mlp {
 
 int run(int argc, char** argv) {
   CLI::App app{"zero_worker: ZeRO stages under t4grun"};
-  std::string out_dir, resume;
+  std::string out_dir, resume, device_name = "cpu";
   int stage = 0;
   int64_t steps = 4, samples = 6, save_at = -1, bucket_bytes = 1024, gather_bytes = 256;
   double lr = 1e-2, clip = 0.5;
@@ -59,24 +62,34 @@ int run(int argc, char** argv) {
   app.add_option("--gather-bytes", gather_bytes, "all-gather round cap (small: many rounds)");
   app.add_option("--lr", lr, "learning rate");
   app.add_option("--clip", clip, "max gradient norm (0: off)");
+  app.add_option("--device", device_name, "cpu (store communicator) | cuda (cuda:LOCAL_RANK, NCCL)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   app.parse(argc, argv);
 
   const t4g::DistEnv env = t4g::DistEnv::from_env();
   t4g::make_dirs(out_dir);
   T4G_CHECK(samples % env.world_size == 0, "--samples must be a multiple of the world size");
+  const torch::Device device = device_name == "cuda"
+                                   ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank))
+                                   : torch::Device(torch::kCPU);
   auto store = t4g::connect_store(env);
   t4g::CommunicatorOptions copts;
-  copts.backend = t4g::CommBackend::kStore;
+  copts.backend = t4g::comm_backend_for(t4g::CommBackend::kAuto, device);
+  // NCCL: binds cuda:LOCAL_RANK (an error naming LOCAL_RANK when there is no such GPU) before the
+  // process group exists and before any tensor is made there.
   auto comm = t4g::make_communicator(env, store, copts);
 
-  Mlp net;
+  Mlp net(device);
   const t4g::FlatParameters flat(net.named());
-  t4g::ShardedOptimizerOptions oo;
-  oo.stage = t4g::zero_stage_from_int(stage, "--stage");
-  oo.adam.weight_decay = 0.01;
-  oo.ema_decay = 0.9;
-  oo.gather_bytes = gather_bytes;
-  t4g::ShardedOptimizer opt(flat, comm.get(), oo);
+  t4g::DataParallelOptions oo;
+  oo.optimizer.stage = t4g::zero_stage_from_int(stage, "--stage");
+  oo.optimizer.adam.weight_decay = 0.01;
+  oo.optimizer.ema_decay = 0.9;
+  oo.optimizer.gather_bytes = gather_bytes;
+  oo.bucket_bytes = bucket_bytes;
+  oo.max_grad_norm = clip;
+  t4g::DataParallelOptimizer dp(flat, comm.get(), oo);
+  t4g::ShardedOptimizer& opt = dp.optimizer();
   int64_t step = 0;
   if (!resume.empty()) {
     const t4g::Checkpoint ck = t4g::load_checkpoint(resume);
@@ -85,37 +98,23 @@ int run(int argc, char** argv) {
   } else {
     opt.broadcast_parameters(0);
   }
-  std::unique_ptr<t4g::GradientReducer> reducer;
-  if (env.distributed()) {
-    t4g::GradReducerOptions ro;
-    ro.bucket_bytes = bucket_bytes;
-    ro.mode = opt.reduce_mode();
-    reducer = std::make_unique<t4g::GradientReducer>(flat, *comm, ro);
-  }
-
   const int64_t per_rank = samples / env.world_size;
   int64_t grad_numel = 0, clipped = 0;
   for (; step < steps; ++step) {
     for (int64_t k = 0; k < per_rank; ++k) {
       const uint64_t sample = static_cast<uint64_t>(env.rank * per_rank + k);
       torch::Generator gen = t4g::make_generator(7, {static_cast<uint64_t>(step), sample});
-      const torch::Tensor x = at::randn({4, 6}, gen);
+      // Drawn on the CPU (the same numbers on every device), then moved.
+      const torch::Tensor x = at::randn({4, 6}, gen).to(device);
       const torch::Tensor y = torch::sin(x.narrow(1, 0, 3) * 2.0);
-      if (reducer) reducer->prepare(k + 1 == per_rank);
+      dp.prepare_backward(k + 1 == per_rank);
       (net.loss(x, y) / static_cast<double>(per_rank)).backward();
     }
-    torch::Tensor grads;
-    if (reducer) {
-      grads = reducer->finish();
-    } else {
-      grads = flat.gather_grads();
-      flat.zero_grads();
-    }
+    const torch::Tensor grads = dp.reduce_gradients();
     grad_numel = std::max(grad_numel, grads.numel());
-    const double norm = opt.grad_norm(grads);
-    const double scale = clip > 0 ? std::min(1.0, clip / (norm + 1e-6)) : 1.0;
-    clipped += scale < 1.0 ? 1 : 0;
-    opt.step(grads, lr, scale);
+    const t4g::StepOutcome outcome = dp.step(grads, lr);
+    T4G_CHECK(outcome.applied, "step ", step, ": non-finite gradient norm");
+    clipped += outcome.grad_scale < 1.0 ? 1 : 0;
     if (step + 1 == save_at) {
       t4g::CheckpointTensors tensors;
       opt.gather_checkpoint(tensors);
@@ -131,7 +130,7 @@ int run(int argc, char** argv) {
     }
   }
   const t4g::FullOptimizerState full = opt.gather_state(0);
-  std::map<std::string, torch::Tensor> out = {{"params", flat.gather_values()},
+  std::map<std::string, torch::Tensor> out = {{"params", flat.gather_values().cpu()},
                                               {"grad_numel", torch::tensor({grad_numel})},
                                               {"state_numel", torch::tensor({opt.state_numel()})},
                                               {"clipped_steps", torch::tensor({clipped})}};
@@ -139,7 +138,7 @@ int run(int argc, char** argv) {
   t4g::save_safetensors(t4g::str(out_dir, "/rank", env.rank, ".safetensors"), out);
   std::cout << "rank " << env.rank << " of " << env.world_size << ": stage " << stage << ", range [" << opt.begin()
             << ", " << opt.end() << ") of " << flat.numel() << ", state " << opt.state_numel() << " floats, gradient "
-            << grad_numel << " floats" << std::endl;
+            << grad_numel << " floats, " << comm->backend_name() << " on " << device.str() << std::endl;
   comm->shutdown();
   return 0;
 }
