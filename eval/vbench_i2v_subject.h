@@ -28,7 +28,9 @@ struct I2vSubjectOptions {
 // float32 [T, 3, crop, crop] on the frames' device. The 0-255 float frames go through
 // torchvision's Resize(resize_size, bicubic) with the antialias that torchvision >= 0.17 applies
 // by default to tensors (VBench does not pass one), i.e. torch's antialiased bicubic, not clamped;
-// then CenterCrop(crop_size), /255 and ImageNet normalisation.
+// then CenterCrop(crop_size), /255 and ImageNet normalisation. (torchvision 0.15-0.16 resized
+// tensors without antialiasing by default: VBench run with those gives other values; the fixture
+// test tells the two apart, by up to 0.2 in the tiny ViT's features.)
 torch::Tensor vbench_i2v_frames_preprocess(const torch::Tensor& frames, const I2vSubjectOptions& options = {});
 
 // dino_transform_Image_internet on the conditioning image as Image.open returns it: uint8 RGB
@@ -64,7 +66,9 @@ I2vSubjectResult i2v_subject_from_features(const torch::Tensor& image_features, 
 // CLS features [1, dim] (fp32, on the model's device) of the image after vbench_i2v_image_preprocess.
 torch::Tensor dino_i2v_image_features(DinoVit& model, const torch::Tensor& image, const I2vSubjectOptions& options = {});
 
-// CLS features [T, dim] (fp32, on the model's device) of the frames after vbench_i2v_frames_preprocess.
+// CLS features [T, dim] (fp32, on the model's device) of the frames after
+// vbench_i2v_frames_preprocess, which runs on the model's device, batch by batch (VBench transforms
+// on the CPU; a CUDA resize may differ from it in the last float bits).
 torch::Tensor dino_i2v_frame_features(DinoVit& model, const torch::Tensor& frames,
                                       const I2vSubjectOptions& options = {});
 

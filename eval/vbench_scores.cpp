@@ -205,16 +205,25 @@ std::string vbench_image_for_video(const std::string& image, const std::string& 
   T4G_CHECK_CTX(!image.empty(), ctx, "i2v_subject needs the conditioning image (--image)");
   T4G_CHECK_CTX(path_exists(image), ctx, "conditioning image not found");
   if (!is_directory(image)) return image;
-  const std::string path = path_join(image, file_stem(video) + ".png");
+  const std::string stem = file_stem(video);
+  const std::string path = path_join(image, stem + ".png");
+  if (path_exists(path)) return path;
+  // VBench's sampled videos are "<prompt>-<i>.mp4" and its images "<prompt>.jpg".
+  const size_t dash = stem.find_last_of('-');
+  const bool numbered = dash != std::string::npos && dash > 0 && dash + 1 < stem.size() &&
+                        stem.find_first_not_of("0123456789", dash + 1) == std::string::npos;
+  const std::string prompt_path = numbered ? path_join(image, stem.substr(0, dash) + ".png") : "";
+  if (numbered && path_exists(prompt_path)) return prompt_path;
   ctx.file = path;
-  T4G_CHECK_CTX(path_exists(path), ctx, "conditioning image of ", file_name(video), " not found");
-  return path;
+  ctx.expected = numbered ? path + " or " + prompt_path : path;
+  throw Error(str("conditioning image of ", file_name(video), " not found"), ctx);
 }
 
 VbenchReport vbench_files(const VbenchFileOptions& options) {
   const std::vector<std::string> files = list_vbench_videos(options.videos);
   VbenchAccumulator accumulator(options.vbench);
   const bool needs_image = accumulator.wants(VbenchDimension::kI2vSubject);
+  if (!needs_image && !options.image.empty()) T4G_WARN("vbench: --image is only used by i2v_subject; ignored");
   std::string image_path;  // the image read last, kept so that one file is read once
   torch::Tensor image;
   for (const std::string& file : files) {

@@ -65,7 +65,7 @@ std::map<std::string, double> vbench_scores(const std::vector<torch::Tensor>& vi
 // `t4g vbench`: videos from a .h5 file or a folder of them, METRICS.json out.
 struct VbenchFileOptions {
   std::string videos;    // one HDF5 video (dataset `frames`) or a folder whose *.h5 files are the videos
-  std::string image;     // i2v_subject: an RGB PNG for every video, or a folder with <video stem>.png per video
+  std::string image;     // i2v_subject: an RGB PNG for every video, or a folder with <video stem>.png (or <prompt>.png) per video
   std::string out;       // METRICS.json, written atomically; "" = not written
   VbenchOptions vbench;  // dimensions and DINO (its `images` are not used: `image` names them)
 };
@@ -75,7 +75,9 @@ struct VbenchFileOptions {
 std::vector<std::string> list_vbench_videos(const std::string& path);
 
 // The conditioning image of the video file `video` for i2v_subject: `image` itself when it is a
-// file, else <image>/<stem of video>.png. Errors name the image path when it does not exist.
+// file; in a folder <image>/<stem>.png, or else, for a stem "<prompt>-<digits>" (VBench's naming
+// of sampled videos), <image>/<prompt>.png (VBench pairs each prompt's videos with one image).
+// Errors name the image path(s) looked for.
 std::string vbench_image_for_video(const std::string& image, const std::string& video);
 
 // Reads the videos (each named by its file stem), scores them and writes options.out. With

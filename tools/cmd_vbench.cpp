@@ -22,7 +22,7 @@ void register_vbench(CLI::App& app) {
                   "DINO ViT-B/16 weights (.safetensors with DINO's keys) for subject_consistency and i2v_subject");
   cmd->add_option("--image", options.image,
                   "i2v_subject's conditioning image: an RGB PNG for every video, or a folder holding <video stem>.png "
-                  "for each video");
+                  "for each video (or <prompt>.png for VBench's <prompt>-<i> videos)");
   cmd->add_option("--device", options.vbench.device, "where DINO runs: cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--batch", options.vbench.subject.batch_size, "frames per DINO forward")->capture_default_str();
   cmd->add_option("--out", options.out, "METRICS.json (default: print to stdout)");

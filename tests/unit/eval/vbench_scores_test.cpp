@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/fs.h"
 #include "common/json.h"
 #include "common/safetensors.h"
 #include "eval/vbench_temporal_flickering.h"
@@ -121,6 +122,26 @@ TEST(VbenchScores, I2vSubjectWithOneOrPerVideoImages) {
   options.dino = DinoVit(nullptr);
   msg = testing::error_of([&] { vbench_report(videos, names, options); });
   EXPECT_NE(msg.find("i2v_subject needs DINO weights"), std::string::npos) << msg;
+}
+
+TEST(VbenchScores, ImageForVideoRule) {
+  testing::TempDir dir;
+  const std::string images = dir.file("images");
+  make_dirs(images);
+  for (const char* name : {"a.png", "a cat.png", "b-7.png", "b.png"}) testing::write_file(path_join(images, name), "");
+  EXPECT_EQ(vbench_image_for_video(images, "/v/a.h5"), path_join(images, "a.png"));
+  // VBench's "<prompt>-<i>" videos share the prompt's image; an exact stem match comes first.
+  EXPECT_EQ(vbench_image_for_video(images, "/v/a cat-3.h5"), path_join(images, "a cat.png"));
+  EXPECT_EQ(vbench_image_for_video(images, "/v/b-7.h5"), path_join(images, "b-7.png"));
+  EXPECT_EQ(vbench_image_for_video(images, "/v/b-12.h5"), path_join(images, "b.png"));
+  // One file serves every video.
+  EXPECT_EQ(vbench_image_for_video(path_join(images, "b.png"), "/v/z.h5"), path_join(images, "b.png"));
+  std::string msg = testing::error_of([&] { vbench_image_for_video(images, "/v/c-x.h5"); });
+  EXPECT_NE(msg.find(path_join(images, "c-x.png")), std::string::npos) << msg;
+  msg = testing::error_of([&] { vbench_image_for_video(images, "/v/c-2.h5"); });
+  EXPECT_NE(msg.find(path_join(images, "c-2.png")), std::string::npos) << msg;
+  EXPECT_NE(msg.find(path_join(images, "c.png")), std::string::npos) << msg;
+  EXPECT_NE(testing::error_of([&] { vbench_image_for_video("", "/v/a.h5"); }).find("--image"), std::string::npos);
 }
 
 }  // namespace
