@@ -40,6 +40,8 @@ endif()
 # --- System libraries -------------------------------------------------------------------
 find_package(yaml-cpp REQUIRED)
 find_package(HDF5 REQUIRED COMPONENTS C)
+# zlib (zlib1g-dev; libhdf5-dev depends on it anyway): common/png inflates PNG image data.
+find_package(ZLIB REQUIRED)
 find_package(nlohmann_json 3 REQUIRED)
 find_package(CLI11 CONFIG QUIET)
 if(NOT CLI11_FOUND)
@@ -77,7 +79,7 @@ set(T4G_HAVE_OPENCV ${T4G_HAVE_OPENCV_INT})
 
 add_library(t4g_deps INTERFACE)
 add_library(t4g::deps ALIAS t4g_deps)
-target_link_libraries(t4g_deps INTERFACE ${TORCH_LIBRARIES} yaml-cpp ${HDF5_C_LIBRARIES}
+target_link_libraries(t4g_deps INTERFACE ${TORCH_LIBRARIES} yaml-cpp ${HDF5_C_LIBRARIES} ZLIB::ZLIB
                       nlohmann_json::nlohmann_json Threads::Threads)
 target_include_directories(t4g_deps INTERFACE ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR}/generated)
 target_include_directories(t4g_deps SYSTEM INTERFACE ${HDF5_C_INCLUDE_DIRS})

@@ -1,7 +1,12 @@
-// PNG encoding with stored (uncompressed) deflate blocks; see png.h for why.
+// PNG encoding with stored (uncompressed) deflate blocks, and decoding of 8-bit PNGs through
+// zlib; see png.h for why.
 #include "common/png.h"
 
+#include <zlib.h>
+
 #include <array>
+#include <cstdlib>
+#include <limits>
 
 #include "common/error.h"
 #include "common/fs.h"
@@ -60,6 +65,71 @@ std::string zlib_stored(const std::string& raw) {
     pos += len;
   } while (pos < raw.size());
   put_u32_be(out, adler32(reinterpret_cast<const uint8_t*>(raw.data()), raw.size()));
+  return out;
+}
+
+const char kSignature[] = "\x89PNG\r\n\x1a\n";
+
+uint32_t get_u32_be(const std::string& s, size_t pos) {
+  return (static_cast<uint32_t>(static_cast<uint8_t>(s[pos])) << 24) |
+         (static_cast<uint32_t>(static_cast<uint8_t>(s[pos + 1])) << 16) |
+         (static_cast<uint32_t>(static_cast<uint8_t>(s[pos + 2])) << 8) |
+         static_cast<uint32_t>(static_cast<uint8_t>(s[pos + 3]));
+}
+
+// The header fields decode_png needs.
+struct PngHeader {
+  uint32_t width = 0;
+  uint32_t height = 0;
+  int channels = 0;  // from the colour type: 0 -> 1, 4 -> 2, 2 -> 3, 6 -> 4
+};
+
+PngHeader parse_ihdr(const std::string& data) {
+  T4G_CHECK(data.size() == 13, "PNG: IHDR chunk of ", data.size(), " bytes (expected 13)");
+  PngHeader h;
+  h.width = get_u32_be(data, 0);
+  h.height = get_u32_be(data, 4);
+  const int bit_depth = static_cast<uint8_t>(data[8]);
+  const int colour_type = static_cast<uint8_t>(data[9]);
+  T4G_CHECK(h.width > 0 && h.height > 0, "PNG: empty image (", h.width, "x", h.height, ")");
+  T4G_CHECK(colour_type != 3, "PNG: palette images are not supported (save it as RGB)");
+  T4G_CHECK(bit_depth == 8, "PNG: bit depth ", bit_depth, " is not supported (8 bits per channel only)");
+  switch (colour_type) {
+    case 0: h.channels = 1; break;
+    case 4: h.channels = 2; break;
+    case 2: h.channels = 3; break;
+    case 6: h.channels = 4; break;
+    default: T4G_CHECK(false, "PNG: unknown colour type ", colour_type);
+  }
+  T4G_CHECK(data[10] == 0 && data[11] == 0, "PNG: unknown compression or filter method");
+  T4G_CHECK(data[12] == 0, "PNG: interlaced images are not supported");
+  return h;
+}
+
+// The paeth predictor of the PNG specification (section 9.4).
+uint8_t paeth(int a, int b, int c) {
+  const int p = a + b - c;
+  const int pa = std::abs(p - a), pb = std::abs(p - b), pc = std::abs(p - c);
+  if (pa <= pb && pa <= pc) return static_cast<uint8_t>(a);
+  if (pb <= pc) return static_cast<uint8_t>(b);
+  return static_cast<uint8_t>(c);
+}
+
+// Inflates the zlib stream `compressed`, which must hold exactly `size` bytes.
+std::string inflate_exact(const std::string& compressed, size_t size) {
+  std::string out(size, '\0');
+  z_stream z{};
+  T4G_CHECK(inflateInit(&z) == Z_OK, "PNG: zlib initialisation failed");
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed.data()));
+  z.avail_in = static_cast<uInt>(compressed.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(size);
+  const int rc = inflate(&z, Z_FINISH);
+  const uLong produced = z.total_out;
+  inflateEnd(&z);
+  T4G_CHECK(rc == Z_STREAM_END && produced == size, "PNG: damaged image data (zlib stream ",
+            rc == Z_DATA_ERROR ? "corrupt" : rc == Z_STREAM_END ? "of the wrong length" : "truncated or too long",
+            ")");
   return out;
 }
 
@@ -124,6 +194,83 @@ void write_png(const std::string& path, const torch::Tensor& image) {
     throw Error(e.message(), ctx);
   }
   write_file_atomically(path, bytes);
+}
+
+torch::Tensor decode_png(const std::string& bytes) {
+  T4G_CHECK(bytes.size() >= 8 && bytes.compare(0, 8, kSignature, 8) == 0, "not a PNG file (no PNG signature)");
+  PngHeader header;
+  bool have_header = false, ended = false;
+  std::string idat;
+  size_t pos = 8;
+  while (pos + 12 <= bytes.size() && !ended) {
+    const uint32_t length = get_u32_be(bytes, pos);
+    T4G_CHECK(length <= bytes.size() - pos - 12, "PNG: truncated file (a chunk runs past the end)");
+    const std::string type = bytes.substr(pos + 4, 4);
+    const auto* typed = reinterpret_cast<const uint8_t*>(bytes.data() + pos + 4);
+    T4G_CHECK(crc32(typed, 4 + static_cast<size_t>(length)) == get_u32_be(bytes, pos + 8 + length), "PNG: chunk ",
+              type, " fails its CRC (damaged file)");
+    const std::string data = bytes.substr(pos + 8, length);
+    if (type == "IHDR") {
+      header = parse_ihdr(data);
+      have_header = true;
+    } else if (type == "IDAT") {
+      idat += data;
+    } else if (type == "IEND") {
+      ended = true;
+    }  // ancillary chunks (and an RGB image's suggested PLTE) do not change the pixels
+    T4G_CHECK(have_header, "PNG: the first chunk is ", type, ", not IHDR");
+    pos += 12 + static_cast<size_t>(length);
+  }
+  T4G_CHECK(ended, "PNG: truncated file (no IEND chunk)");
+  T4G_CHECK(!idat.empty(), "PNG: no image data (IDAT)");
+
+  const uint64_t row_bytes = static_cast<uint64_t>(header.width) * header.channels;
+  const uint64_t raw_size = (row_bytes + 1) * header.height;
+  T4G_CHECK(raw_size < std::numeric_limits<uInt>::max(), "PNG: image too large (", header.width, "x", header.height,
+            ")");
+  const std::string raw = inflate_exact(idat, static_cast<size_t>(raw_size));
+
+  torch::Tensor image = torch::empty({static_cast<int64_t>(header.height), static_cast<int64_t>(header.width),
+                                      static_cast<int64_t>(header.channels)},
+                                     torch::kUInt8);
+  uint8_t* out = image.data_ptr<uint8_t>();
+  const auto* in = reinterpret_cast<const uint8_t*>(raw.data());
+  const size_t n = static_cast<size_t>(row_bytes);
+  const size_t bpp = static_cast<size_t>(header.channels);  // bytes per complete pixel at 8 bits
+  for (size_t y = 0; y < header.height; ++y) {
+    const int filter = in[y * (n + 1)];
+    const uint8_t* src = in + y * (n + 1) + 1;
+    uint8_t* row = out + y * n;
+    const uint8_t* up = y > 0 ? row - n : nullptr;
+    for (size_t i = 0; i < n; ++i) {
+      const int a = i >= bpp ? row[i - bpp] : 0;
+      const int b = up != nullptr ? up[i] : 0;
+      const int c = up != nullptr && i >= bpp ? up[i - bpp] : 0;
+      int predictor = 0;
+      switch (filter) {
+        case 0: break;
+        case 1: predictor = a; break;
+        case 2: predictor = b; break;
+        case 3: predictor = (a + b) / 2; break;
+        case 4: predictor = paeth(a, b, c); break;
+        default: T4G_CHECK(false, "PNG: unknown filter type ", filter, " on row ", y, " (damaged file)");
+      }
+      row[i] = static_cast<uint8_t>(src[i] + predictor);
+    }
+  }
+  return image;
+}
+
+torch::Tensor read_png(const std::string& path) {
+  ErrorContext ctx;
+  ctx.file = path;
+  T4G_CHECK_CTX(path_exists(path), ctx, "image file not found");
+  const std::string bytes = read_file(path);
+  try {
+    return decode_png(bytes);
+  } catch (const Error& e) {
+    throw Error(e.message(), ctx);
+  }
 }
 
 }  // namespace t4g

@@ -1,7 +1,9 @@
 // A minimal PNG writer (8-bit RGB or greyscale, no filtering, zlib "stored" deflate blocks) so
 // that heatmaps and track strips can be written on machines without OpenCV (the GPU machines).
 // Uncompressed deflate keeps it ~100 lines with nothing to get subtly wrong; the files are small
-// pictures, so their size does not matter. Also the two checksums PNG needs.
+// pictures, so their size does not matter. Also the two checksums PNG needs, and a reader for the
+// 8-bit PNGs other tools write (Pillow's, for VBench-I2V's conditioning images), which inflates
+// with zlib and undoes the five scanline filters: PNG is lossless, so the pixels are exact.
 #pragma once
 
 #include <torch/torch.h>
@@ -23,5 +25,14 @@ std::string encode_png(const torch::Tensor& image);
 
 // encode_png written atomically to `path`; errors name the file and the tensor's shape.
 void write_png(const std::string& path, const torch::Tensor& image);
+
+// The pixels of PNG file bytes as uint8 [H, W, C] on the CPU: 8-bit, non-interlaced greyscale
+// (C = 1), grey + alpha (2), RGB (3) or RGBA (4), any compression level and scanline filters.
+// Palette, 16-bit and interlaced images, and damaged files (signature, chunk CRCs, zlib stream,
+// sizes) are one t4g::Error saying which.
+torch::Tensor decode_png(const std::string& bytes);
+
+// decode_png of a file; errors name the file (a missing file included).
+torch::Tensor read_png(const std::string& path);
 
 }  // namespace t4g

@@ -3,6 +3,7 @@
 // arithmetic in DINO's order, so fp32 outputs agree with the reference to float rounding.
 #include "eval/dino_vit.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include "common/fs.h"
 #include "common/safetensors.h"
 #include "common/shape_string.h"
+#include "eval/video_frames.h"
 #include "models/diffusers_layout.h"
 
 namespace t4g {
@@ -216,6 +218,20 @@ DinoVit load_dino_vit(const std::string& path, const torch::Device& device) {
   model->to(device, torch::kFloat32);
   model->eval();
   return model;
+}
+
+torch::Tensor dino_features_batched(DinoVit& model, const torch::Tensor& frames, int64_t batch_size,
+                                   const DinoPreprocess& preprocess) {
+  check_video_frames(frames, "frames");
+  T4G_CHECK(batch_size > 0, "DINO features: batch size must be positive, got ", batch_size);
+  const torch::Device device = model->cls_token.device();
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> features;
+  for (int64_t begin = 0; begin < frames.size(0); begin += batch_size) {
+    const int64_t end = std::min(frames.size(0), begin + batch_size);
+    features.push_back(model->forward(preprocess(frames.slice(0, begin, end).to(device))));
+  }
+  return torch::cat(features, 0);
 }
 
 }  // namespace t4g

@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace t4g {
@@ -121,5 +122,16 @@ DinoVitConfig dino_vit_config_from_file(const std::string& path);
 // (missing, unexpected or mis-shaped tensors are one error naming the file) and returns it in eval
 // mode, fp32, on `device`. A missing file is one error naming it.
 DinoVit load_dino_vit(const std::string& path, const torch::Device& device = torch::kCPU);
+
+// A metric's preprocessing: uint8 frames [B, H, W, 3] -> normalised images [B, 3, h, w], computed
+// on the frames' device.
+using DinoPreprocess = std::function<torch::Tensor(const torch::Tensor&)>;
+
+// CLS features [T, dim] (fp32, on the model's device) of uint8 frames [T, H, W, 3] (any device),
+// without gradients, `batch_size` frames per forward: each batch is moved to the model's device
+// and preprocessed there (a whole video's resized float frames would be large). The ViT treats
+// each image independently, so the batch size does not change the features.
+torch::Tensor dino_features_batched(DinoVit& model, const torch::Tensor& frames, int64_t batch_size,
+                                   const DinoPreprocess& preprocess);
 
 }  // namespace t4g

@@ -8,31 +8,16 @@
 
 #include "common/error.h"
 #include "common/shape_string.h"
+#include "eval/vbench_transforms.h"
 #include "eval/video_frames.h"
 
 namespace t4g {
 
 torch::Tensor vbench_dino_preprocess(const torch::Tensor& frames, int64_t short_side) {
   check_video_frames(frames, "frames");
-  T4G_CHECK(short_side > 0, "dino preprocessing: short side must be positive, got ", short_side);
-  torch::Tensor x = frames.permute({0, 3, 1, 2}).to(torch::kFloat32);  // load_video: torch.Tensor(...).permute
-  const int64_t h = x.size(2), w = x.size(3);
-  // torchvision's _compute_resized_output_size for an int size (truncating the long side).
-  const int64_t shorter = std::min(h, w), longer = std::max(h, w);
-  const auto new_long = static_cast<int64_t>(static_cast<double>(short_side * longer) / static_cast<double>(shorter));
-  const int64_t new_h = w <= h ? new_long : short_side;
-  const int64_t new_w = w <= h ? short_side : new_long;
-  if (new_h != h || new_w != w) {
-    x = torch::nn::functional::interpolate(x, torch::nn::functional::InterpolateFuncOptions()
-                                                  .size(std::vector<int64_t>{new_h, new_w})
-                                                  .mode(torch::kBilinear)
-                                                  .align_corners(false));
-  }
-  x = x.div(255.0);
-  const auto options = torch::TensorOptions().dtype(torch::kFloat32).device(x.device());
-  const torch::Tensor mean = torch::tensor({0.485, 0.456, 0.406}, options).view({-1, 1, 1});
-  const torch::Tensor std = torch::tensor({0.229, 0.224, 0.225}, options).view({-1, 1, 1});
-  return x.sub(mean).div(std);
+  // load_video: torch.Tensor(frames).permute(0, 3, 1, 2); then dino_transform's three steps.
+  const torch::Tensor x = frames.permute({0, 3, 1, 2}).to(torch::kFloat32);
+  return imagenet_normalize(resize_short_side(x, short_side, ResizeMode::kBilinear, /*antialias=*/false).div(255.0));
 }
 
 SubjectConsistencyResult subject_consistency_from_features(const torch::Tensor& features) {
@@ -61,19 +46,9 @@ SubjectConsistencyResult subject_consistency_from_features(const torch::Tensor& 
 
 torch::Tensor dino_frame_features(DinoVit& model, const torch::Tensor& frames,
                                   const SubjectConsistencyOptions& options) {
-  check_video_frames(frames, "frames");
-  T4G_CHECK(options.batch_size > 0, "subject consistency: batch_size must be positive, got ", options.batch_size);
-  const torch::Device device = model->cls_token.device();
-  torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> features;
-  for (int64_t begin = 0; begin < frames.size(0); begin += options.batch_size) {
-    const int64_t end = std::min(frames.size(0), begin + options.batch_size);
-    // Preprocess on the model's device, a batch at a time: the resized float frames of a whole
-    // video would be large.
-    const torch::Tensor images = vbench_dino_preprocess(frames.slice(0, begin, end).to(device), options.short_side);
-    features.push_back(model->forward(images));
-  }
-  return torch::cat(features, 0);
+  const int64_t short_side = options.short_side;
+  return dino_features_batched(model, frames, options.batch_size,
+                               [short_side](const torch::Tensor& batch) { return vbench_dino_preprocess(batch, short_side); });
 }
 
 SubjectConsistencyResult subject_consistency(DinoVit& model, const torch::Tensor& frames,

@@ -11,7 +11,7 @@ TORCH_VERSION=2.11.0
 CACHE=${T4G_CACHE:-$HOME/.cache/t4g}
 VENV=$CACHE/venv-torch-$TORCH_VERSION
 PACKAGES="build-essential cmake ninja-build ccache python3 python3-venv pkg-config
-  libhdf5-dev libyaml-cpp-dev libgtest-dev nlohmann-json3-dev libcli11-dev libsentencepiece-dev
+  libhdf5-dev zlib1g-dev libyaml-cpp-dev libgtest-dev nlohmann-json3-dev libcli11-dev libsentencepiece-dev
   libopencv-dev libopencv-contrib-dev"
 
 log() { echo "bootstrap: $*" >&2; }

@@ -1,4 +1,5 @@
-// t4g vbench: VBench dimensions (temporal flickering, subject consistency) of HDF5 videos.
+// t4g vbench: VBench dimensions (temporal flickering, subject consistency, VBench-I2V's
+// i2v_subject) of HDF5 videos.
 #include <iostream>
 
 #include "common/log.h"
@@ -15,14 +16,19 @@ void register_vbench(CLI::App& app) {
   cmd->add_option("--videos", options.videos,
                   "one HDF5 video (dataset frames, uint8 [F,H,W,3], as t4g sample writes) or a folder of *.h5")
       ->required();
-  cmd->add_option("--dims", dims, "comma-separated: temporal_flickering, subject_consistency")->capture_default_str();
+  cmd->add_option("--dims", dims, "comma-separated: temporal_flickering, subject_consistency, i2v_subject")
+      ->capture_default_str();
   cmd->add_option("--dino", options.vbench.dino_weights,
-                  "DINO ViT-B/16 weights (.safetensors with DINO's keys) for subject_consistency");
+                  "DINO ViT-B/16 weights (.safetensors with DINO's keys) for subject_consistency and i2v_subject");
+  cmd->add_option("--image", options.image,
+                  "i2v_subject's conditioning image: an RGB PNG for every video, or a folder holding <video stem>.png "
+                  "for each video (or <prompt>.png for VBench's <prompt>-<i> videos)");
   cmd->add_option("--device", options.vbench.device, "where DINO runs: cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--batch", options.vbench.subject.batch_size, "frames per DINO forward")->capture_default_str();
   cmd->add_option("--out", options.out, "METRICS.json (default: print to stdout)");
   cmd->callback([] {
     options.vbench.dimensions = parse_vbench_dimensions(dims);
+    options.vbench.i2v.batch_size = options.vbench.subject.batch_size;
     const VbenchReport report = vbench_files(options);
     if (options.out.empty()) {
       std::cout << report.to_json().dump(2) << "\n";

@@ -1,5 +1,6 @@
 // `t4g vbench` on HDF5 videos written here (the layout `t4g sample` writes), with the tiny DINO ViT
-// of tests/fixtures/vbench: values against VBench's (fixture), and its one-line errors.
+// of tests/fixtures/vbench: values against VBench's (fixture), and its one-line errors; i2v_subject
+// on the videos and images of tests/fixtures/vbench_i2v, per-video images and one shared image.
 #include <gtest/gtest.h>
 
 #include "common/fs.h"
@@ -93,6 +94,59 @@ TEST(VbenchCli, ErrorsAreOneLineNamingTheFile) {
   r = testing::run_command(t4g + dir.file("empty"));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("no videos"), std::string::npos) << r.err;
+}
+
+TEST(VbenchCli, I2vSubjectMatchesVBenchWithPerVideoOrSharedImage) {
+  testing::TempDir dir;
+  const Json expected = read_json(testing::fixture("vbench_i2v/expected.json"));
+  const std::string base = testing::program("t4g") + " vbench --videos " + testing::fixture("vbench_i2v/videos") +
+                           " --dims i2v_subject --dino " + testing::fixture("vbench/dino_tiny.safetensors") +
+                           " --batch 2";
+  const std::vector<std::pair<std::string, std::string>> runs = {
+      {"per_image", testing::fixture("vbench_i2v/images")},  // a folder: <video stem>.png per video
+      {"one_image", testing::fixture("vbench_i2v/images/up.png")}};
+  for (const auto& [key, image] : runs) {
+    SCOPED_TRACE(key);
+    const auto r = testing::run_command(base + " --image " + image + " --out " + dir.file(key + ".json"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const Json m = read_json(dir.file(key + ".json"));
+    EXPECT_EQ(m["videos"].get<int>(), 4);
+    // VBench's values on the same files with the same tiny ViT: 1e-5 (fp32 features).
+    for (const auto& [name, value] : expected[key]["per_video"].items()) {
+      EXPECT_NEAR(m["per_video"][name]["i2v_subject"].get<double>(), value.get<double>(), 1e-5) << name;
+    }
+    EXPECT_NEAR(m["mean"]["i2v_subject"].get<double>(), expected[key]["mean"].get<double>(), 1e-5);
+  }
+}
+
+TEST(VbenchCli, I2vSubjectErrorsAreOneLineNamingTheFile) {
+  testing::TempDir dir;
+  write_video(dir.file("v.h5"), torch::randint(0, 256, {3, 16, 16, 3}, torch::kUInt8));
+  const std::string t4g = testing::program("t4g") + " vbench --dims i2v_subject --dino " +
+                          testing::fixture("vbench/dino_tiny.safetensors") + " --videos ";
+  auto one_line = [](const std::string& err) { return err.find('\n') == err.size() - 1; };
+  auto fails_with = [&](const std::string& args, const std::vector<std::string>& parts, const std::string& program = "") {
+    const auto r = testing::run_command((program.empty() ? t4g : program) + args);
+    EXPECT_NE(r.exit_code, 0) << args;
+    for (const auto& part : parts) EXPECT_NE(r.err.find(part), std::string::npos) << part << " in: " << r.err;
+    EXPECT_TRUE(one_line(r.err)) << r.err;
+  };
+  fails_with(dir.file("v.h5"), {"--image"});
+  fails_with(dir.file("v.h5") + " --image " + dir.file("absent.png"), {dir.file("absent.png"), "not found"});
+  // A folder of images without this video's <stem>.png.
+  make_dirs(dir.file("images"));
+  fails_with(dir.file("v.h5") + " --image " + dir.file("images"), {dir.file("images/v.png"), "v.h5"});
+  // Not RGB: VBench's transform would fail on it too.
+  const std::string rgba = testing::fixture("vbench_i2v/png/RGBA.png");
+  fails_with(dir.file("v.h5") + " --image " + rgba, {rgba, "4 channels"});
+  testing::write_file(dir.file("images/v.png"), "not a png");
+  fails_with(dir.file("v.h5") + " --image " + dir.file("images"), {dir.file("images/v.png"), "PNG"});
+  // One frame: no consecutive pair.
+  write_video(dir.file("single.h5"), torch::zeros({1, 16, 16, 3}, torch::kUInt8));
+  fails_with(dir.file("single.h5") + " --image " + testing::fixture("vbench_i2v/images/up.png"),
+             {"single.h5", "too few frames"});
+  fails_with(dir.file("v.h5") + " --dims i2v_background", {"i2v_background", "DreamSim"},
+             testing::program("t4g") + " vbench --videos ");
 }
 
 }  // namespace

@@ -1,11 +1,14 @@
-// common/png: the checksums against their published check values, and PNG files decoded back by
-// an independent reader written here (chunk CRCs, zlib header, stored blocks, Adler-32, pixels).
+// common/png: the checksums against their published check values, PNG files decoded back by an
+// independent reader written here (chunk CRCs, zlib header, stored blocks, Adler-32, pixels), and
+// decode_png on Pillow's files (tests/fixtures/vbench_i2v/png, every scanline filter) against the
+// pixels Pillow reads from them, plus its errors.
 #include "common/png.h"
 
 #include <gtest/gtest.h>
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/safetensors.h"
 #include "tests/testing.h"
 
 namespace t4g {
@@ -123,6 +126,52 @@ TEST(Png, BadImagesAreRefusedNamingTheFile) {
   EXPECT_NE(msg.find("uint8"), std::string::npos) << msg;
   EXPECT_FALSE(path_exists(path));
   EXPECT_NE(testing::error_of([] { encode_png(torch::zeros({4, 4, 2}, torch::kUInt8)); }), "");
+}
+
+TEST(PngDecode, PillowFilesDecodeToPillowsPixels) {
+  const auto pixels = load_safetensors(testing::fixture("vbench_i2v/png.safetensors"));
+  for (const char* mode : {"RGB", "L", "LA", "RGBA"}) {
+    SCOPED_TRACE(mode);
+    const torch::Tensor image = read_png(testing::fixture(std::string("vbench_i2v/png/") + mode + ".png"));
+    torch::Tensor expected = pixels.at(std::string("pixels_") + mode);
+    if (expected.dim() == 2) expected = expected.unsqueeze(-1);  // Pillow's L is [H, W]
+    ASSERT_EQ(image.sizes(), expected.sizes());
+    EXPECT_TRUE(torch::equal(image, expected));  // PNG is lossless: exact
+  }
+}
+
+TEST(PngDecode, RoundTripsOurOwnFiles) {
+  const auto rgb = torch::randint(0, 256, {150, 200, 3}, torch::TensorOptions().dtype(torch::kUInt8));
+  EXPECT_TRUE(torch::equal(decode_png(encode_png(rgb)), rgb));
+  const auto grey = torch::randint(0, 256, {5, 7}, torch::TensorOptions().dtype(torch::kUInt8));
+  EXPECT_TRUE(torch::equal(decode_png(encode_png(grey)), grey.unsqueeze(-1)));
+}
+
+TEST(PngDecode, UnsupportedAndDamagedFilesAreOneErrorNamingTheFile) {
+  auto error_for = [](const std::string& path) { return testing::error_of([&] { read_png(path); }); };
+  const std::string palette = testing::fixture("vbench_i2v/png/P.png");
+  std::string msg = error_for(palette);
+  EXPECT_NE(msg.find("P.png"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("palette"), std::string::npos) << msg;
+  msg = error_for(testing::fixture("vbench_i2v/png/I16.png"));
+  EXPECT_NE(msg.find("bit depth 16"), std::string::npos) << msg;
+
+  testing::TempDir dir;
+  msg = error_for(dir.file("absent.png"));
+  EXPECT_NE(msg.find("absent.png"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("not found"), std::string::npos) << msg;
+  testing::write_file(dir.file("text.png"), "not a png at all");
+  EXPECT_NE(error_for(dir.file("text.png")).find("no PNG signature"), std::string::npos);
+
+  const std::string good = read_file(testing::fixture("vbench_i2v/png/RGB.png"));
+  testing::write_file(dir.file("cut.png"), good.substr(0, good.size() / 2));
+  msg = error_for(dir.file("cut.png"));
+  EXPECT_NE(msg.find("cut.png"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
+  std::string flipped = good;
+  flipped[60] = static_cast<char>(flipped[60] ^ 0x10);  // inside the first IDAT: its CRC fails
+  testing::write_file(dir.file("flipped.png"), flipped);
+  EXPECT_NE(error_for(dir.file("flipped.png")).find("CRC"), std::string::npos);
 }
 
 }  // namespace

@@ -1,12 +1,15 @@
 // eval/vbench_scores: dimension parsing, per-video values and VBench's aggregates over a set of
-// videos, and the errors a caller sees (missing DINO weights, bad videos).
+// videos (i2v_subject with one image or one per video), and the errors a caller sees (missing
+// DINO weights or images, bad videos).
 #include "eval/vbench_scores.h"
 
 #include <gtest/gtest.h>
 
+#include "common/fs.h"
 #include "common/json.h"
 #include "common/safetensors.h"
 #include "eval/vbench_temporal_flickering.h"
+#include "eval/video_frames.h"
 #include "tests/testing.h"
 
 namespace t4g {
@@ -29,6 +32,10 @@ TEST(VbenchScores, ParsesDimensions) {
   EXPECT_NE(testing::error_of([] { parse_vbench_dimensions("temporal_flickering,temporal_flickering"); }).find("twice"),
             std::string::npos);
   EXPECT_NE(testing::error_of([] { parse_vbench_dimensions(""); }), "");
+  EXPECT_EQ(parse_vbench_dimension("i2v_subject"), VbenchDimension::kI2vSubject);
+  EXPECT_EQ(vbench_dimension_name(VbenchDimension::kI2vSubject), "i2v_subject");
+  const std::string background = testing::error_of([] { parse_vbench_dimension("i2v_background"); });
+  EXPECT_NE(background.find("DreamSim"), std::string::npos) << background;
 }
 
 // The aggregates equal VBench's (fixture values: 1e-5, fp32 features) and the per-video values
@@ -76,6 +83,65 @@ TEST(VbenchScores, Errors) {
   });
   EXPECT_NE(one_frame.find("short"), std::string::npos) << one_frame;
   EXPECT_NE(testing::error_of([&] { vbench_scores({}, options); }).find("no videos"), std::string::npos);
+}
+
+// i2v_subject through the runner: one image per video or one for all, against VBench's values
+// (tests/fixtures/vbench_i2v: 1e-5, fp32 features); the images must match the videos in number.
+TEST(VbenchScores, I2vSubjectWithOneOrPerVideoImages) {
+  const Json expected = read_json(testing::fixture("vbench_i2v/expected.json"));
+  const std::vector<std::string> names = {"up", "portrait", "down", "exact"};
+  std::vector<torch::Tensor> videos, images;
+  for (const auto& n : names) {
+    videos.push_back(read_frames_h5(testing::fixture("vbench_i2v/videos/" + n + ".h5")));
+    images.push_back(read_vbench_image(testing::fixture("vbench_i2v/images/" + n + ".png")));
+  }
+  VbenchOptions options;
+  options.dimensions = {VbenchDimension::kI2vSubject, VbenchDimension::kTemporalFlickering};
+  options.dino = load_dino_vit(testing::fixture("vbench/dino_tiny.safetensors"));
+  options.images = images;
+  VbenchReport report = vbench_report(videos, names, options);
+  for (size_t i = 0; i < names.size(); ++i) {
+    EXPECT_NEAR(report.per_video[i].at("i2v_subject"), expected["per_image"]["per_video"][names[i]].get<double>(),
+                1e-5);
+  }
+  EXPECT_NEAR(report.mean.at("i2v_subject"), expected["per_image"]["mean"].get<double>(), 1e-5);
+  EXPECT_EQ(report.to_json()["protocol"]["i2v_subject"]["aggregate"].get<std::string>(), "mean over videos");
+
+  options.images = {images[0]};  // up.png for every video
+  report = vbench_report(videos, names, options);
+  EXPECT_NEAR(report.mean.at("i2v_subject"), expected["one_image"]["mean"].get<double>(), 1e-5);
+
+  options.images = {images[0], images[1]};
+  std::string msg = testing::error_of([&] { vbench_report(videos, names, options); });
+  EXPECT_NE(msg.find("conditioning image"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("1 or 4"), std::string::npos) << msg;
+  options.images = {torch::zeros({8, 8, 4}, torch::kUInt8)};
+  msg = testing::error_of([&] { vbench_report(videos, names, options); });
+  EXPECT_NE(msg.find("image of up"), std::string::npos) << msg;
+  options.images.clear();
+  options.dino = DinoVit(nullptr);
+  msg = testing::error_of([&] { vbench_report(videos, names, options); });
+  EXPECT_NE(msg.find("i2v_subject needs DINO weights"), std::string::npos) << msg;
+}
+
+TEST(VbenchScores, ImageForVideoRule) {
+  testing::TempDir dir;
+  const std::string images = dir.file("images");
+  make_dirs(images);
+  for (const char* name : {"a.png", "a cat.png", "b-7.png", "b.png"}) testing::write_file(path_join(images, name), "");
+  EXPECT_EQ(vbench_image_for_video(images, "/v/a.h5"), path_join(images, "a.png"));
+  // VBench's "<prompt>-<i>" videos share the prompt's image; an exact stem match comes first.
+  EXPECT_EQ(vbench_image_for_video(images, "/v/a cat-3.h5"), path_join(images, "a cat.png"));
+  EXPECT_EQ(vbench_image_for_video(images, "/v/b-7.h5"), path_join(images, "b-7.png"));
+  EXPECT_EQ(vbench_image_for_video(images, "/v/b-12.h5"), path_join(images, "b.png"));
+  // One file serves every video.
+  EXPECT_EQ(vbench_image_for_video(path_join(images, "b.png"), "/v/z.h5"), path_join(images, "b.png"));
+  std::string msg = testing::error_of([&] { vbench_image_for_video(images, "/v/c-x.h5"); });
+  EXPECT_NE(msg.find(path_join(images, "c-x.png")), std::string::npos) << msg;
+  msg = testing::error_of([&] { vbench_image_for_video(images, "/v/c-2.h5"); });
+  EXPECT_NE(msg.find(path_join(images, "c-2.png")), std::string::npos) << msg;
+  EXPECT_NE(msg.find(path_join(images, "c.png")), std::string::npos) << msg;
+  EXPECT_NE(testing::error_of([&] { vbench_image_for_video("", "/v/a.h5"); }).find("--image"), std::string::npos);
 }
 
 }  // namespace
