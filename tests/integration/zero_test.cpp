@@ -55,14 +55,15 @@ void expect_close(const torch::Tensor& got, const torch::Tensor& expected, const
       << what << ": max abs diff " << (got - expected).abs().max().item<double>();
 }
 
-// Trains stages 0, 1 and 2 on `world` ranks of `device` ("cpu" or "cuda") and checks that stages
+// Trains stages 0, 1 and 2 on `world` ranks of `device` ("cpu" or "cuda"; 12 samples a step, a
+// multiple of 2, 3 and 4 ranks) and checks that stages
 // 1 and 2 end where stage 0 does (expect_close), that every rank's model is the same (exact), and
 // how much state and gradient each rank held.
 void check_stages_match_stage_zero(int world, const std::string& device) {
   testing::TempDir dir;
   for (int stage = 0; stage <= 2; ++stage) {
     const std::string out = run_worker(world, dir.file("s" + std::to_string(stage)),
-                                       "--stage " + std::to_string(stage) + " --steps 4 --device " + device);
+                                       "--stage " + std::to_string(stage) + " --steps 4 --samples 12 --device " + device);
     // The run used the backend the device implies (not a silent fallback).
     EXPECT_NE(out.find(device == "cuda" ? "nccl on cuda:" : "store on cpu"), std::string::npos) << out;
   }
