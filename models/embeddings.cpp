@@ -186,16 +186,20 @@ torch::Tensor apply_rotary_emb_joint(const torch::Tensor& x, const RotaryEmbeddi
   T4G_CHECK(rope.cos.dim() == 2 && rope.cos.size(0) + text_len == x.size(1) && rope.cos.size(1) == x.size(-1),
             "RoPE tables are [", rope.cos.sizes(), "], the input has ", x.size(1), " tokens (", text_len,
             " text) of head_dim ", x.size(-1));
-  // diffusers' tables repeat each frequency for the (real, imag) pair: cos[2i] = cos[2i + 1].
-  const auto cos = rope.cos.to(x.device(), torch::kFloat32).slice(1, 0, c10::nullopt, 2);
-  const auto sin = rope.sin.to(x.device(), torch::kFloat32).slice(1, 0, c10::nullopt, 2);
-  auto rotation = torch::complex(cos, sin);  // [video, head_dim / 2]
-  if (text_len > 0) {
-    rotation = torch::cat({torch::ones({text_len, rotation.size(1)}, rotation.options()), rotation}, 0);
-  }
-  const auto xf = x.to(torch::kFloat32).contiguous();
-  const auto pairs = torch::view_as_complex(xf.view({x.size(0), x.size(1), x.size(2), x.size(3) / 2, 2}));
-  return torch::view_as_real(pairs * rotation.unsqueeze(1)).flatten(3).to(x.scalar_type());
+  // Tables over the joint sequence: text rows rotate by nothing (cos 1, sin 0), which leaves them
+  // exactly as they are. Every table entry is used as given (DiTFlow optimises the tables, so the
+  // two entries of a (real, imag) pair need not be equal).
+  auto joint = [&](const torch::Tensor& table, double text_value) {
+    const auto t = table.to(x.device(), torch::kFloat32);
+    if (text_len == 0) return t;
+    return torch::cat({torch::full({text_len, t.size(1)}, text_value, t.options()), t}, 0);
+  };
+  const auto cos = joint(rope.cos, 1.0).unsqueeze(1);  // [S, 1, D]: broadcast over heads
+  const auto sin = joint(rope.sin, 0.0).unsqueeze(1);
+  const auto xf = x.to(torch::kFloat32);
+  const auto pairs = xf.unflatten(-1, {x.size(-1) / 2, 2});
+  const auto rotated = torch::stack({pairs.select(-1, 1).neg(), pairs.select(-1, 0)}, -1).flatten(-2);
+  return torch::addcmul(xf * cos, rotated, sin).to(x.scalar_type());
 }
 
 }  // namespace t4g

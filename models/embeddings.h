@@ -80,9 +80,9 @@ RotaryEmbedding cogvideox_rotary_embedding(const CogVideoXTransformerConfig& con
 torch::Tensor apply_rotary_emb(const torch::Tensor& x, const RotaryEmbedding& rope);
 
 // The same rotation for the joint sequence in the projection layout: x [B, text_len + video, heads,
-// head_dim]; the first text_len tokens pass unchanged, the video tokens rotate by `rope`. One
-// complex multiply in float32 over the whole tensor (no slicing, stacking or concatenation), so the
-// result is x's values for text and apply_rotary_emb's for video (to float32 rounding).
+// head_dim]; the first text_len tokens pass unchanged, the video tokens rotate by `rope`. One pass
+// over the whole tensor in float32 (no slicing of q/k or concatenation), so the result is x's
+// values for text and apply_rotary_emb's for video (to float32 rounding), for any tables.
 torch::Tensor apply_rotary_emb_joint(const torch::Tensor& x, const RotaryEmbedding& rope, int64_t text_len);
 
 }  // namespace t4g

@@ -15,7 +15,9 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/safetensors.h"
+#include "common/shape_string.h"
 #include "models/diffusers_layout.h"
+#include "models/model_components.h"
 
 namespace t4g {
 namespace {
@@ -275,6 +277,37 @@ EncodeTextFileReport encode_text_file(const EncodeTextFileOptions& options) {
              encoder.cache()->misses(), " misses");
   }
   return report;
+}
+
+torch::Tensor empty_prompt_embedding(const ModelComponents& components, const std::string& file) {
+  const auto options = torch::TensorOptions().dtype(components.dtype).device(components.device);
+  const int64_t dim = components.text_embed_dim;
+  if (!file.empty()) {
+    const auto tensors = load_safetensors(file);
+    const auto it = tensors.find("text_embedding");
+    ErrorContext ctx;
+    ctx.file = file;
+    ctx.key = "text_embedding";
+    T4G_CHECK_CTX(it != tensors.end() || tensors.size() == 1, ctx, "no tensor 'text_embedding' (and more than one tensor)");
+    torch::Tensor t = it != tensors.end() ? it->second : tensors.begin()->second;
+    if (t.dim() == 2) t = t.unsqueeze(0);
+    ctx.tensor = it != tensors.end() ? "text_embedding" : tensors.begin()->first;
+    ctx.expected = str("[L, ", dim, "] or [1, L, ", dim, "]");
+    ctx.got = str("[", shape_string(it != tensors.end() ? it->second.sizes() : tensors.begin()->second.sizes()), "]");
+    T4G_CHECK_CTX(t.dim() == 3 && t.size(0) == 1 && t.size(2) == dim, ctx, "the empty-prompt embedding does not fit the model");
+    return t.to(options);
+  }
+  const std::string& root = components.source;
+  if (!components.has_random_weights() && is_directory(path_join(root, "text_encoder")) &&
+      is_directory(path_join(root, "tokenizer"))) {
+    TextEncoder encoder = TextEncoder::load(root, components.device, components.dtype);
+    return encoder.encode({""}, components.text_tokens).to(options);
+  }
+  if (!components.has_random_weights()) {
+    T4G_WARN("no text_encoder/ and tokenizer/ in ", root, ": zeros stand in for T5(\"\") (pass an embedding file for ",
+             "the reference's conditioning)");
+  }
+  return torch::zeros({1, components.text_tokens, dim}, options);
 }
 
 }  // namespace t4g

@@ -91,6 +91,15 @@ class TextEncoder {
   std::shared_ptr<TextEmbeddingCache> cache_;
 };
 
+struct ModelComponents;  // models/model_components.h
+
+// The empty prompt's embedding [1, L, D] (the model's compute dtype and device) that DiffTrack's
+// tracking and analysis and the unconditional evaluation samples condition on: from `file` when
+// given (safetensors, tensor `text_embedding` or the only one, [L, D] or [1, L, D]); else T5 of ""
+// from the model folder's text_encoder/ and tokenizer/; else zeros (the tiny and preset models
+// have no text encoder; for a real model without one a warning says zeros stand in).
+torch::Tensor empty_prompt_embedding(const ModelComponents& components, const std::string& file = "");
+
 // `t4g encode-text`: prompts -> a safetensors file with `prompt_embeds` [B, L, D] float32,
 // `input_ids` and `attention_mask` int64 [B, L], and metadata (prompts as a JSON array,
 // max_length, dtype, encoder identity). Written atomically.

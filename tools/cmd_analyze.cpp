@@ -2,7 +2,7 @@
 // query-key and hidden features, confidence and attention scores) -> CSV, heatmaps, best cell.
 #include <iostream>
 
-#include "common/safetensors.h"
+#include "models/text_encoder.h"
 #include "eval/difftrack_analysis.h"
 #include "eval/track_run.h"
 #include "tools/commands.h"
@@ -34,7 +34,8 @@ void register_analyze(CLI::App& app) {
   analyze->add_flag("--no-hidden", no_hidden, "skip the hidden-state matching");
   analyze->add_option("--seed", seed, "noise seed")->capture_default_str();
   analyze->add_option("--max-videos", o.max_videos, "analyse only the first N videos (0 = all)");
-  analyze->add_option("--text-embedding", text_embedding, "safetensors file with the empty prompt's T5 embedding");
+  analyze->add_option("--text-embedding", text_embedding,
+                      "safetensors file with the empty prompt's T5 embedding; default: T5(\"\") from the model folder's text encoder, zeros without one");
   analyze->callback([] {
     Config config = load_recipe(recipe);
     if (!model.empty()) config.model.path = model;
@@ -44,21 +45,13 @@ void register_analyze(CLI::App& app) {
     o.add_noise = !clean;
     o.hidden_features = !no_hidden;
     o.seed = static_cast<uint64_t>(seed);
-    if (!text_embedding.empty()) {
-      const auto tensors = load_safetensors(text_embedding);
-      const auto it = tensors.find("text_embedding");
-      ErrorContext ctx;
-      ctx.file = text_embedding;
-      ctx.key = "text_embedding";
-      T4G_CHECK_CTX(it != tensors.end() || tensors.size() == 1, ctx, "no tensor 'text_embedding' (and more than one tensor)");
-      o.text_embedding = it != tensors.end() ? it->second : tensors.begin()->second;
-    }
     const TrackInputKind kind = detect_track_input(data);
     T4G_CHECK(kind != TrackInputKind::kVideo, "t4g analyze needs ground-truth tracks: --data must be a shard folder or a TAP-Vid .pkl (got ",
               data, ")");
     const TrackingVideoSource source =
         kind == TrackInputKind::kTapVid ? tracking_videos_from_tapvid(data, o.max_videos) : tracking_videos_from_shards(data, o.max_videos);
     ModelComponents components = load_model_components(config.model, static_cast<uint64_t>(config.run.seed));
+    o.text_embedding = empty_prompt_embedding(components, text_embedding);
     const AnalysisResult result = analyze_difftrack(components, source, o);
     const Json doc = write_analysis(out, result);
     std::cout << "best (harmonic mean): layer " << doc["best_harmonic_mean"]["layer"] << ", timestep index "

@@ -1,7 +1,7 @@
 // t4g track: DiffTrack zero-shot point tracking with a CogVideoX model (or the tiny recipe) on a
 // TAP-Vid pickle, a shard folder or one video; writes PRED.h5, METRICS.json and PNG track strips.
 #include "common/log.h"
-#include "common/safetensors.h"
+#include "models/text_encoder.h"
 #include "eval/track_run.h"
 #include "tools/commands.h"
 #include "tools/recipe_flags.h"
@@ -66,7 +66,7 @@ void register_track(CLI::App& app) {
       ->capture_default_str();
   track->add_flag("--one-direction", one_direction, "query frame -> frame k only (the reference averages both)");
   track->add_option("--text-embedding", text_embedding,
-                    "safetensors file with the empty prompt's T5 embedding (tensor 'text_embedding' or the only one)");
+                    "safetensors file with the empty prompt's T5 embedding (tensor 'text_embedding' or the only one); default: T5(\"\") from the model folder's text encoder, zeros without one");
   track->add_option("--grid", o.grid, "video input: grid x grid queries at frame 0")->capture_default_str();
   track->add_option("--video-frames", o.video_frames, "video input: frames to read (0 = all)")->capture_default_str();
   track->add_flag("--no-strips", no_strips, "do not write strips/*.png");
@@ -87,16 +87,8 @@ void register_track(CLI::App& app) {
     t.bidirectional = !one_direction;
     o.eval.query_mode = parse_query_mode(query_mode);
     o.strips = !no_strips;
-    if (!text_embedding.empty()) {
-      const auto tensors = load_safetensors(text_embedding);
-      const auto it = tensors.find("text_embedding");
-      ErrorContext ctx;
-      ctx.file = text_embedding;
-      ctx.key = "text_embedding";
-      T4G_CHECK_CTX(it != tensors.end() || tensors.size() == 1, ctx, "no tensor 'text_embedding' (and more than one tensor)");
-      t.text_embedding = it != tensors.end() ? it->second : tensors.begin()->second;
-    }
     ModelComponents components = load_model_components(config.model, static_cast<uint64_t>(config.run.seed));
+    t.text_embedding = empty_prompt_embedding(components, text_embedding);
     run_tracking(components, o);
   });
 }

@@ -21,6 +21,13 @@ namespace {
 
 bool is_pickle(const std::string& path) { return path.size() > 4 && path.compare(path.size() - 4, 4, ".pkl") == 0; }
 
+// T5("") for real models, zeros for random ones (models/text_encoder.h), computed at the first
+// evaluation and kept: DiffTrack's and VBench's unconditional forwards condition on it.
+const torch::Tensor& empty_prompt(TrainingModel& m) {
+  if (!m.empty_prompt.defined()) m.empty_prompt = empty_prompt_embedding(m.components);
+  return m.empty_prompt;
+}
+
 // The refined feature map [F, C, h, w] (float32) of transformer latents [1, F, C_lat, H, W]: one
 // forward at the evaluation timestep, stopping after the refiner's block, and that block's video
 // tokens through the refiner.
@@ -34,7 +41,7 @@ torch::Tensor refined_map(const Config& c, TrainingModel& m, const torch::Tensor
   TransformerForwardOptions fo;
   fo.probes = &probes;
   const TransformerOutput out = mc.transformer->forward(
-      latents, tiny_text_embeddings(mc, 1), torch::full({1}, t, torch::TensorOptions().dtype(torch::kLong).device(mc.device)), fo);
+      latents, empty_prompt(m), torch::full({1}, t, torch::TensorOptions().dtype(torch::kLong).device(mc.device)), fo);
   const TokenGrid grid = mc.transformer->token_grid(latents.size(1), latents.size(3), latents.size(4));
   return m.refiner->forward(out.captured.hidden.at(block), grid).to(torch::kFloat32);
 }
@@ -127,6 +134,7 @@ std::map<std::string, double> evaluate_model_tracking(const Config& c, TrainingM
   t.vae_tiling = false;
   t.match.readout.reference_readout = false;  // the exact raster mapping at small sizes
   t.chunks.chunk_len = std::min<int64_t>(13, c.data.frames);
+  t.text_embedding = empty_prompt(m);
 
   const bool was_training = m.components.transformer->is_training();
   m.components.transformer->eval();
@@ -192,15 +200,9 @@ std::map<std::string, double> evaluate_model_vbench(const Config& c, TrainingMod
   std::map<std::string, double> out;
   if (c.eval.vbench_videos <= 0) return out;
   ModelComponents& mc = m.components;
-  // Empty prompts, as DiffTrack's and VBench's unconditional checks: zeros for models without a
-  // text encoder, else T5 of "" (encoded once per call).
+  // Empty prompts, as DiffTrack's and VBench's unconditional checks.
   PromptEmbeddings prompts;
-  if (mc.has_random_weights()) {
-    prompts.positive = tiny_text_embeddings(mc, 1);
-  } else {
-    TextEncoder encoder = TextEncoder::load(c.model.path, mc.device, mc.dtype);
-    prompts.positive = encoder.encode({""}, mc.text_tokens);
-  }
+  prompts.positive = empty_prompt(m);
   prompts.negative = prompts.positive;
   SampleOptions so;
   so.steps = c.eval.sample_steps;

@@ -29,6 +29,7 @@ struct TrainingModel {
   ModelComponents components;
   Refiner refiner{nullptr};
   FlatParameters params;
+  torch::Tensor empty_prompt;  // [1, L, D] T5("") for evaluation, set at the first evaluation
 };
 
 // Runs a tracking evaluation of the model at `step` and returns metric name -> value (logged

@@ -129,6 +129,10 @@ TEST(Rope, JointFormLeavesTextAndRotatesVideo) {
   const auto expected = apply_rotary_emb(x.slice(1, 3).transpose(1, 2), rope).transpose(1, 2);
   EXPECT_TRUE(torch::allclose(y.slice(1, 3), expected, 1e-6, 1e-6));
   EXPECT_EQ(apply_rotary_emb_joint(x.to(torch::kBFloat16), rope, 3).scalar_type(), torch::kBFloat16);
+  // Tables whose pair entries differ (DiTFlow optimises them): every entry counts.
+  RotaryEmbedding free_tables{torch::randn({5, 8}), torch::randn({5, 8})};
+  const auto free_expected = apply_rotary_emb(x.slice(1, 3).transpose(1, 2), free_tables).transpose(1, 2);
+  EXPECT_TRUE(torch::allclose(apply_rotary_emb_joint(x, free_tables, 3).slice(1, 3), free_expected, 1e-6, 1e-6));
   EXPECT_THROW(apply_rotary_emb_joint(x, rope, 2), Error);  // 6 video tokens, 5 table rows
 }
 

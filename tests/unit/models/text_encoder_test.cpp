@@ -8,6 +8,7 @@
 #include "common/fs.h"
 #include "common/json.h"
 #include "common/safetensors.h"
+#include "models/model_components.h"
 #include "models/text_encoder.h"
 #include "tests/testing.h"
 
@@ -138,6 +139,36 @@ TEST(TextEncoder, Bf16EncodeIsBf16) {
   // As t5_encoder_test: 2% of the output range.
   EXPECT_LE(max_abs(got, ref), 2e-2 * ref.to(torch::kFloat32).abs().max().item<double>());
   EXPECT_NE(encoder.identity(), TextEncoder::load(root()).identity());  // dtype is part of the identity
+}
+
+// The empty prompt's embedding: T5("") of a real model folder (equal to encoding "" directly),
+// a given file ([L, D] or [1, L, D]), zeros for random-weight models; bad files name the tensor.
+TEST(EmptyPromptEmbedding, FromTheFolderAFileOrZeros) {
+  ModelComponents c;
+  c.source = root();  // a pipeline root with text_encoder/ and tokenizer/
+  c.text_tokens = 12;
+  c.text_embed_dim = 32;
+  const auto t5 = empty_prompt_embedding(c);
+  EXPECT_EQ(t5.sizes(), (std::vector<int64_t>{1, 12, 32}));
+  EXPECT_TRUE(torch::equal(t5, TextEncoder::load(root()).encode({""}, 12)));
+  EXPECT_GT(t5.abs().sum().item<double>(), 0.0);  // T5 of padding is not zero
+
+  testing::TempDir dir;
+  const auto e = torch::randn({12, 32});
+  save_safetensors(dir.file("e.safetensors"), {{"text_embedding", e}});
+  EXPECT_TRUE(torch::equal(empty_prompt_embedding(c, dir.file("e.safetensors")), e.unsqueeze(0)));
+  save_safetensors(dir.file("narrow.safetensors"), {{"text_embedding", torch::zeros({12, 8})}});
+  try {
+    empty_prompt_embedding(c, dir.file("narrow.safetensors"));
+    FAIL() << "a [12, 8] embedding for a 32-wide model was accepted";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("text_embedding"), std::string::npos) << err.what();
+  }
+  save_safetensors(dir.file("two.safetensors"), {{"a", e}, {"b", e}});
+  EXPECT_THROW(empty_prompt_embedding(c, dir.file("two.safetensors")), Error);
+
+  c.source = "tiny";
+  EXPECT_TRUE(torch::equal(empty_prompt_embedding(c), torch::zeros({1, 12, 32})));
 }
 
 }  // namespace
