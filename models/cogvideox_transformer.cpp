@@ -308,6 +308,7 @@ struct CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
         c10::IValue(std::vector<bool>{hidden.requires_grad(), encoder.requires_grad(), temb.requires_grad()});
     const bool has_rope = call->rope != nullptr && call->rope->defined();
     ctx->saved_data["has_rope"] = has_rope;
+    ctx->saved_data["rope_paired"] = has_rope && call->rope->pairs_share_angle;
     ctx->save_for_backward({hidden, encoder, temb, has_rope ? call->rope->cos : torch::Tensor(),
                             has_rope ? call->rope->sin : torch::Tensor()});
     BlockAttentionCall plain = *call;
@@ -323,7 +324,7 @@ struct CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
     const auto mask = ctx->saved_data["grad_mask"].toBoolList();
     const auto grid = ctx->saved_data["grid"].toIntVector();
     RotaryEmbedding rope;
-    if (ctx->saved_data["has_rope"].toBool()) rope = {saved[3], saved[4]};
+    if (ctx->saved_data["has_rope"].toBool()) rope = {saved[3], saved[4], ctx->saved_data["rope_paired"].toBool()};
     BlockAttentionCall call;
     call.rope = &rope;
     call.grid = {grid[0], grid[1], grid[2]};

@@ -147,7 +147,7 @@ RotaryEmbedding rotary_pos_embed_3d(int64_t head_dim,
                       -1)
         .reshape({temporal_size * grid_h * grid_w, head_dim});
   };
-  return {combine(t_cos, h_cos, w_cos), combine(t_sin, h_sin, w_sin)};
+  return {combine(t_cos, h_cos, w_cos), combine(t_sin, h_sin, w_sin), /*pairs_share_angle=*/true};
 }
 
 RotaryEmbedding cogvideox_rotary_embedding(const CogVideoXTransformerConfig& config, int64_t latent_frames,
@@ -194,9 +194,17 @@ torch::Tensor apply_rotary_emb_joint(const torch::Tensor& x, const RotaryEmbeddi
     if (text_len == 0) return t;
     return torch::cat({torch::full({text_len, t.size(1)}, text_value, t.options()), t}, 0);
   };
+  const auto xf = x.to(torch::kFloat32);
+  if (rope.pairs_share_angle && !rope.cos.requires_grad() && !rope.sin.requires_grad()) {
+    // One complex multiply by cos + i sin of each pair's angle (three kernels instead of six).
+    const auto angle_cos = joint(rope.cos.slice(1, 0, c10::nullopt, 2), 1.0);
+    const auto angle_sin = joint(rope.sin.slice(1, 0, c10::nullopt, 2), 0.0);
+    const auto rotation = torch::complex(angle_cos, angle_sin).unsqueeze(1);  // [S, 1, D / 2]
+    const auto pairs = torch::view_as_complex(xf.contiguous().unflatten(-1, {x.size(-1) / 2, 2}));
+    return torch::view_as_real(pairs * rotation).flatten(-2).to(x.scalar_type());
+  }
   const auto cos = joint(rope.cos, 1.0).unsqueeze(1);  // [S, 1, D]: broadcast over heads
   const auto sin = joint(rope.sin, 0.0).unsqueeze(1);
-  const auto xf = x.to(torch::kFloat32);
   const auto pairs = xf.unflatten(-1, {x.size(-1) / 2, 2});
   const auto rotated = torch::stack({pairs.select(-1, 1).neg(), pairs.select(-1, 0)}, -1).flatten(-2);
   return torch::addcmul(xf * cos, rotated, sin).to(x.scalar_type());

@@ -45,6 +45,10 @@ torch::Tensor cogvideox_sincos_video_table(const CogVideoXTransformerConfig& con
 struct RotaryEmbedding {
   torch::Tensor cos;
   torch::Tensor sin;
+  // True for tables built from angles (rotary_pos_embed_3d): cos[:, 2i] == cos[:, 2i + 1] and the
+  // same for sin, so a pair rotates as one complex number (apply_rotary_emb_joint's fast path).
+  // Tables that are learned or edited (DiTFlow) must leave it false.
+  bool pairs_share_angle = false;
   bool defined() const { return cos.defined(); }
 };
 

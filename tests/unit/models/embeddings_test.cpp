@@ -129,6 +129,11 @@ TEST(Rope, JointFormLeavesTextAndRotatesVideo) {
   const auto expected = apply_rotary_emb(x.slice(1, 3).transpose(1, 2), rope).transpose(1, 2);
   EXPECT_TRUE(torch::allclose(y.slice(1, 3), expected, 1e-6, 1e-6));
   EXPECT_EQ(apply_rotary_emb_joint(x.to(torch::kBFloat16), rope, 3).scalar_type(), torch::kBFloat16);
+  // The complex-multiply path for tables built from angles gives the same values.
+  RotaryEmbedding paired = rope;
+  paired.pairs_share_angle = true;
+  EXPECT_TRUE(torch::allclose(apply_rotary_emb_joint(x, paired, 3), y, 1e-6, 1e-6));
+  EXPECT_TRUE(torch::equal(apply_rotary_emb_joint(x, paired, 3).slice(1, 0, 3), x.slice(1, 0, 3)));
   // Tables whose pair entries differ (DiTFlow optimises them): every entry counts.
   RotaryEmbedding free_tables{torch::randn({5, 8}), torch::randn({5, 8})};
   const auto free_expected = apply_rotary_emb(x.slice(1, 3).transpose(1, 2), free_tables).transpose(1, 2);
