@@ -166,6 +166,13 @@ void GradientReducer::mark_ready(size_t k, bool zero) {
     }
     --b.pending;
   }
+  // The bucket holds the gradient now: release the parameter's own copy at once rather than at
+  // finish(), so backward never holds the whole gradient twice (a bf16 copy of the model: 11 GiB
+  // at 5B). The copy above is queued on the same stream, so the allocator reuses the memory safely.
+  if (!none) {
+    torch::Tensor p = params_.param(k);
+    p.mutable_grad() = torch::Tensor();
+  }
 }
 
 void GradientReducer::launch_ready_buckets() {

@@ -90,6 +90,8 @@ TEST(GradientReducer, BucketsLaunchInOrderDuringBackwardAndMatchTheGradient) {
 
   reducer.prepare(true);
   net.loss(x).backward();
+  // Every gradient went into its bucket during backward and the parameter's copy was released.
+  for (size_t k = 0; k < flat.size(); ++k) EXPECT_FALSE(flat.param(k).grad().defined()) << "parameter " << k;
   const torch::Tensor got = reducer.finish();
   EXPECT_TRUE(torch::equal(got, expected));
   EXPECT_EQ(comm.launched.size(), reducer.bucket_count());
