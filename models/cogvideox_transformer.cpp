@@ -242,7 +242,8 @@ CogVideoXFeedForwardImpl::CogVideoXFeedForwardImpl(int64_t dim, int64_t inner_di
 
 torch::Tensor CogVideoXFeedForwardImpl::forward(const torch::Tensor& x) {
   torch::Tensor h;
-  if (tanh_gelu_ && x.is_cuda() && !torch::GradMode::is_enabled() && !has_lora_adapter(proj_)) {
+  if (tanh_gelu_ && x.is_cuda() && !torch::GradMode::is_enabled() && proj_->bias.defined() &&
+      !has_lora_adapter(proj_)) {
     // Inference: cuBLASLt's bias + tanh-GELU epilogue inside the GEMM saves a pass over the
     // [tokens, 4 D] activation. No autograd formula, so training keeps the separate GELU.
     const auto x2d = x.reshape({-1, x.size(-1)});
