@@ -26,23 +26,12 @@ torch::Tensor token_frames(int64_t text_len, const TokenGrid& grid, const torch:
 
 // [B, heads, text + F * n, D] -> the video tokens regrouped per frame: [B * F, heads, n, D].
 torch::Tensor video_by_frame(const torch::Tensor& t, int64_t text_len, const TokenGrid& grid) {
-  const int64_t b = t.size(0), heads = t.size(1), d = t.size(3), n = grid.tokens_per_frame();
-  return t.slice(2, text_len)
-      .reshape({b, heads, grid.frames, n, d})
-      .permute({0, 2, 1, 3, 4})
-      .reshape({b * grid.frames, heads, n, d});
+  return t.slice(2, text_len).unflatten(2, {grid.frames, grid.tokens_per_frame()}).transpose(1, 2).flatten(0, 1);
 }
 
-// Inverse of video_by_frame for [B * F, heads, n, ...] with `tail` trailing dims (0 or 1).
+// Inverse of video_by_frame for [B * F, heads, n] or [B * F, heads, n, D] -> [B, heads, F * n(, D)].
 torch::Tensor frames_to_video(const torch::Tensor& t, int64_t batch, const TokenGrid& grid) {
-  const int64_t heads = t.size(1), n = grid.tokens_per_frame();
-  if (t.dim() == 3) {
-    return t.reshape({batch, grid.frames, heads, n}).permute({0, 2, 1, 3}).reshape({batch, heads, grid.frames * n});
-  }
-  const int64_t d = t.size(3);
-  return t.reshape({batch, grid.frames, heads, n, d})
-      .permute({0, 2, 1, 3, 4})
-      .reshape({batch, heads, grid.frames * n, d});
+  return t.unflatten(0, {batch, grid.frames}).transpose(1, 2).flatten(2, 3);
 }
 
 // Keys (or values) each frame's video queries may see: the text tokens, then that frame's own
@@ -167,14 +156,14 @@ torch::Tensor cag_attention(const torch::Tensor& query, const torch::Tensor& key
   auto select = [&](const torch::Tensor& t, const torch::Tensor& i) { return t.index_select(0, i); };
   const auto perturbed =
       cag_all(select(query, index), select(key, index), select(value, index), text_len, grid, mode, kernel);
-  if (others.empty()) return torch::zeros_like(query).index_copy(0, index, perturbed);
   // Ordinary attention only for the batch elements CAG leaves alone; index_copy (out of place)
   // keeps autograd through both branches.
+  auto out = torch::zeros({query.size(0), query.size(1), query.size(2), value.size(3)}, perturbed.options())
+                 .index_copy(0, index, perturbed);
+  if (others.empty()) return out;
   const auto rest = torch::tensor(others, torch::kLong).to(query.device());
-  const auto plain = at::scaled_dot_product_attention(select(query, rest), select(key, rest), select(value, rest));
-  return torch::zeros({query.size(0), query.size(1), query.size(2), value.size(3)}, perturbed.options())
-      .index_copy(0, rest, plain)
-      .index_copy(0, index, perturbed);
+  return out.index_copy(0, rest,
+                        at::scaled_dot_product_attention(select(query, rest), select(key, rest), select(value, rest)));
 }
 
 std::vector<torch::Tensor> attention_cost_maps(const torch::Tensor& query, const torch::Tensor& key, int64_t text_len,

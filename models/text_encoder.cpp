@@ -289,11 +289,11 @@ torch::Tensor empty_prompt_embedding(const ModelComponents& components, const st
     ctx.file = file;
     ctx.key = "text_embedding";
     T4G_CHECK_CTX(it != tensors.end() || tensors.size() == 1, ctx, "no tensor 'text_embedding' (and more than one tensor)");
-    torch::Tensor t = it != tensors.end() ? it->second : tensors.begin()->second;
-    if (t.dim() == 2) t = t.unsqueeze(0);
-    ctx.tensor = it != tensors.end() ? "text_embedding" : tensors.begin()->first;
+    const auto& [name, stored] = it != tensors.end() ? *it : *tensors.begin();
+    const torch::Tensor t = stored.dim() == 2 ? stored.unsqueeze(0) : stored;
+    ctx.tensor = name;
     ctx.expected = str("[L, ", dim, "] or [1, L, ", dim, "]");
-    ctx.got = str("[", shape_string(it != tensors.end() ? it->second.sizes() : tensors.begin()->second.sizes()), "]");
+    ctx.got = str("[", shape_string(stored.sizes()), "]");
     T4G_CHECK_CTX(t.dim() == 3 && t.size(0) == 1 && t.size(2) == dim, ctx, "the empty-prompt embedding does not fit the model");
     return t.to(options);
   }

@@ -17,34 +17,14 @@ constexpr int kWarpsPerBlock = 8;
 constexpr int64_t kMaxForwardBlocks = int64_t{1} << 20;
 constexpr int64_t kMaxBackwardBlocks = 1024;
 
+// float, __nv_bfloat16 and __half all convert to float and back (round to nearest) by cast.
 template <typename T>
-__device__ __forceinline__ float to_float(T v);
-template <>
-__device__ __forceinline__ float to_float<float>(float v) {
-  return v;
+__device__ __forceinline__ float to_float(T v) {
+  return static_cast<float>(v);
 }
-template <>
-__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 v) {
-  return __bfloat162float(v);
-}
-template <>
-__device__ __forceinline__ float to_float<__half>(__half v) {
-  return __half2float(v);
-}
-
 template <typename T>
-__device__ __forceinline__ T from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-template <>
-__device__ __forceinline__ __half from_float<__half>(float v) {
-  return __float2half_rn(v);
+__device__ __forceinline__ T from_float(float v) {
+  return T(v);
 }
 
 __device__ __forceinline__ float warp_sum(float v) {
