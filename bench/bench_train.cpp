@@ -88,7 +88,9 @@ int main(int argc, char** argv) {
   double ema_decay = recipe.ema_decay;
   app.add_option("--preset", preset, "2b | 5b (random weights at full size) | tiny (CPU smoke run)");
   app.add_option("--trainable", trainable, "full | blocks | lora | refiner");
-  app.add_option("--checkpointing", checkpointing, "comma list of 0/1: without / with gradient checkpointing");
+  app.add_option(
+      "--checkpointing", checkpointing,
+      "comma list of 0/1/2: without / with gradient checkpointing / with checkpointing that keeps attention outputs");
   app.add_option("--frames", frames, "latent frames (13 = 49 video frames)");
   app.add_option("--height", height, "latent height (60 = 480 px)");
   app.add_option("--width", width, "latent width (90 = 720 px)");
@@ -99,11 +101,13 @@ int main(int argc, char** argv) {
   app.add_option("--refiner-layers", refiner_layers, "refiner convolution layers");
   app.add_option("--refiner", refiner_on, "attach the refiner and the correspondence loss");
   app.add_option("--dtype", dtype_name, "bf16 | fp32");
-  app.add_option("--zero-stage", zero_stage, "ZeRO stage: 0 replicated, 1 sharded optimizer state, 2 also sharded gradients")
+  app.add_option("--zero-stage", zero_stage,
+                 "ZeRO stage: 0 replicated, 1 sharded optimizer state, 2 also sharded gradients")
       ->check(CLI::Range(0, 2));
   app.add_option("--bucket-mb", bucket_mb, "gradient reducer bucket cap in MiB")->check(CLI::Range(1, 4096));
   app.add_option("--ema-decay", ema_decay, "EMA of the trainable weights (0 = off, as the recipes)");
-  app.add_flag("--breakdown", breakdown, "sync the GPU between phases to time forward, backward, reduce wait, optimizer");
+  app.add_flag("--breakdown", breakdown,
+               "sync the GPU between phases to time forward, backward, reduce wait, optimizer");
   CLI11_PARSE(app, argc, argv);
   try {
     const t4g::DistEnv env = t4g::DistEnv::from_env();
@@ -161,7 +165,8 @@ int main(int argc, char** argv) {
     auto gen = t4g::make_generator(0, {1});
     const auto opts = torch::TensorOptions().device(device);
     t4g::StepInputs in;
-    in.latents = at::randn({1, frames, transformer->config().in_channels, height, width}, gen).to(opts.dtype(model.dtype));
+    in.latents =
+        at::randn({1, frames, transformer->config().in_channels, height, width}, gen).to(opts.dtype(model.dtype));
     in.text = t4g::tiny_text_embeddings(model, 1);
     const int64_t video_frames = (frames - 1) * 4 + 1;
     in.tracks = (at::rand({1, tracks, video_frames, 2}, gen) *
@@ -171,9 +176,12 @@ int main(int argc, char** argv) {
     in.track_mask = torch::ones({1, tracks}, opts.dtype(torch::kBool));
 
     for (int64_t ckpt : parse_list(checkpointing)) {
-      transformer->set_gradient_checkpointing(ckpt != 0);
+      T4G_CHECK(ckpt >= 0 && ckpt <= 2, "--checkpointing takes 0, 1 or 2, got ", ckpt);
+      transformer->set_gradient_checkpointing(ckpt != 0, ckpt == 2);
       using Clock = std::chrono::steady_clock;
-      auto seconds = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); };
+      auto seconds = [](Clock::time_point a, Clock::time_point b) {
+        return std::chrono::duration<double>(b - a).count();
+      };
       auto step = [&](int64_t i) {
         const auto t0 = Clock::now();
         const t4g::StepLosses sl = t4g::forward_losses(model, refiner, loss, corr, in,
@@ -220,37 +228,41 @@ int main(int argc, char** argv) {
         return phases_measured ? nlohmann::json(median(values)) : nlohmann::json(nullptr);
       };
       const t4g::GradientReducer* reducer = dp.reducer();
-      nlohmann::json line = {{"bench", "train_step"},
-                             {"impl", "t4g"},
-                             {"preset", preset},
-                             {"trainable", trainable},
-                             {"refiner", refiner_on},
-                             {"refiner_block", block},
-                             {"checkpointing", ckpt != 0},
-                             {"shape", {1, frames, transformer->config().in_channels, height, width}},
-                             {"tracks", tracks},
-                             {"dtype", dtype_name},
-                             {"device", device.str()},
-                             {"trainable_params", flat.numel()},
-                             {"iters", iters},
-                             {"world_size", env.world_size},
-                             {"launcher", !env.launched ? "none" : env.use_agent_store ? "agent" : "env"},
-                             {"median_step_s", median(times)},
-                             {"samples_per_s_per_gpu", 1.0 / median(times)},
-                             {"mean_fwd_bwd_s", fwd_bwd / static_cast<double>(iters)},
-                             {"peak_gib", peak},
-                             {"peak_gib_max_rank", peak_max},
-                             {"zero_stage", zero_stage},
-                             {"bucket_mb", bucket_mb},
-                             {"comm", comm ? comm->backend_name() : "none"},
-                             {"buckets", reducer ? reducer->bucket_count() : 0},
-                             {"buckets_launched_in_backward", reducer ? reducer->launched_during_backward() : 0},
-                             {"optimizer_state_gib", static_cast<double>(dp.optimizer().state_numel()) * 4.0 / 1073741824.0},
-                             {"breakdown", breakdown},
-                             {"forward_s", phase(forward)},
-                             {"backward_s", phase(backward)},
-                             {"reduce_wait_s", phase(reduce_wait)},
-                             {"optimizer_s", phase(optimizer)}};
+      nlohmann::json line = {
+          {"bench", "train_step"},
+          {"impl", "t4g"},
+          {"preset", preset},
+          {"trainable", trainable},
+          {"refiner", refiner_on},
+          {"refiner_block", block},
+          {"checkpointing", ckpt != 0},
+          {"checkpoint_keep_attention", ckpt == 2},
+          {"shape", {1, frames, transformer->config().in_channels, height, width}},
+          {"tracks", tracks},
+          {"dtype", dtype_name},
+          {"device", device.str()},
+          {"trainable_params", flat.numel()},
+          {"iters", iters},
+          {"world_size", env.world_size},
+          {"launcher", !env.launched         ? "none"
+                       : env.use_agent_store ? "agent"
+                                             : "env"},
+          {"median_step_s", median(times)},
+          {"samples_per_s_per_gpu", 1.0 / median(times)},
+          {"mean_fwd_bwd_s", fwd_bwd / static_cast<double>(iters)},
+          {"peak_gib", peak},
+          {"peak_gib_max_rank", peak_max},
+          {"zero_stage", zero_stage},
+          {"bucket_mb", bucket_mb},
+          {"comm", comm ? comm->backend_name() : "none"},
+          {"buckets", reducer ? reducer->bucket_count() : 0},
+          {"buckets_launched_in_backward", reducer ? reducer->launched_during_backward() : 0},
+          {"optimizer_state_gib", static_cast<double>(dp.optimizer().state_numel()) * 4.0 / 1073741824.0},
+          {"breakdown", breakdown},
+          {"forward_s", phase(forward)},
+          {"backward_s", phase(backward)},
+          {"reduce_wait_s", phase(reduce_wait)},
+          {"optimizer_s", phase(optimizer)}};
       std::cout << line.dump() << std::endl;
     }
     if (comm) comm->shutdown();

@@ -1,7 +1,7 @@
 #include "common/config.h"
 
-#include <algorithm>
 #include <yaml-cpp/yaml.h>
+#include <algorithm>
 
 #include <cmath>
 #include <limits>
@@ -27,8 +27,8 @@ template <typename E>
 using Choices = std::vector<std::pair<const char*, E>>;
 
 const Choices<DType> kDTypes = {{"fp32", DType::kFloat32}, {"bf16", DType::kBFloat16}};
-const Choices<DeviceKind> kDevices = {{"cpu", DeviceKind::kCpu}, {"cuda", DeviceKind::kCuda},
-                                      {"auto", DeviceKind::kAuto}};
+const Choices<DeviceKind> kDevices = {
+    {"cpu", DeviceKind::kCpu}, {"cuda", DeviceKind::kCuda}, {"auto", DeviceKind::kAuto}};
 const Choices<std::string> kPresets = {{"", ""}, {"2b", "2b"}, {"5b", "5b"}};
 const Choices<std::string> kLatentModes = {{"auto", "auto"}, {"never", "never"}, {"require", "require"}};
 const Choices<std::string> kLrSchedules = {{"constant", "constant"}, {"cosine", "cosine"}, {"linear", "linear"}};
@@ -38,8 +38,7 @@ const Choices<std::string> kCommBackends = {{"auto", "auto"}, {"store", "store"}
 const Choices<std::string> kCorrLosses = {{"huber", "huber"}, {"l1", "l1"}, {"l2", "l2"}};
 const Choices<std::string> kQueryFrames = {{"first", "first"}, {"random", "random"}};
 const Choices<std::string> kRefinerConvs = {{"2d", "2d"}, {"3d", "3d"}};
-const Choices<std::string> kLogLevels = {
-    {"debug", "debug"}, {"info", "info"}, {"warn", "warn"}, {"error", "error"}};
+const Choices<std::string> kLogLevels = {{"debug", "debug"}, {"info", "info"}, {"warn", "warn"}, {"error", "error"}};
 
 // ---- The field table: every recipe key, declared once. -------------------------------------
 // A visitor V provides field(name, ref, doc[, range]), choice(name, ref, choices, doc),
@@ -63,10 +62,10 @@ void visit_fields(V& v, TinyModelConfig& c) {
   v.field("time_embed_dim", c.time_embed_dim, "timestep embedding width", between(2, 4096));
   v.field("use_rotary_positional_embeddings", c.use_rotary_positional_embeddings,
           "3D RoPE (the 5B form) instead of sincos positional embeddings (the 2B form)");
-  v.field("text_tokens", c.text_tokens, "text sequence length (226 in the real models); the tiny model's prompts are empty",
-          between(1, 512));
-  v.field("vae_channels", c.vae_channels, "channels of the tiny VAE's first block (blocks c, c, 2c, 2c; a multiple of 4)",
-          between(4, 512));
+  v.field("text_tokens", c.text_tokens,
+          "text sequence length (226 in the real models); the tiny model's prompts are empty", between(1, 512));
+  v.field("vae_channels", c.vae_channels,
+          "channels of the tiny VAE's first block (blocks c, c, 2c, 2c; a multiple of 4)", between(4, 512));
 }
 
 template <typename V>
@@ -76,6 +75,9 @@ void visit_fields(V& v, ModelConfig& c) {
   v.choice("dtype", c.dtype, kDTypes, "compute dtype");
   v.choice("device", c.device, kDevices, "where to run; auto = cuda when available");
   v.field("gradient_checkpointing", c.gradient_checkpointing, "recompute each block in backward to save memory");
+  v.field("checkpoint_keep_attention", c.checkpoint_keep_attention,
+          "with gradient_checkpointing: keep each block's attention output so that backward need not recompute "
+          "it (one more activation per block, a faster step)");
   v.section("tiny", c.tiny);
 }
 
@@ -115,7 +117,8 @@ void visit_fields(V& v, TrainConfig& c) {
   v.field("eps", c.eps, "AdamW epsilon", between(0, 1));
   v.field("grad_clip", c.grad_clip, "clip the global gradient norm to this (0 = off)", at_least(0));
   v.field("grad_accumulation", c.grad_accumulation, "micro-batches per optimizer step", between(1, 4096));
-  v.field("ema_decay", c.ema_decay, "EMA of the trainable weights (0 = off), with diffusers' warmup ramp", between(0, 1));
+  v.field("ema_decay", c.ema_decay, "EMA of the trainable weights (0 = off), with diffusers' warmup ramp",
+          between(0, 1));
   v.field("max_nan_steps", c.max_nan_steps, "stop after this many consecutive non-finite steps (each is skipped)",
           between(1, 1000000));
   v.choice("trainable", c.trainable, kTrainables,
@@ -146,7 +149,8 @@ void visit_fields(V& v, LossConfig& c) {
 template <typename V>
 void visit_fields(V& v, RefinerRecipe& c) {
   v.field("enabled", c.enabled, "attach the refiner (false: no refiner and no correspondence loss)");
-  v.field("block", c.block, "0-based transformer block whose video tokens are refined (-1 = 17, or the last block of a smaller model)",
+  v.field("block", c.block,
+          "0-based transformer block whose video tokens are refined (-1 = 17, or the last block of a smaller model)",
           at_least(-1));
   v.field("layers", c.layers, "convolution layers of the refiner", between(1, 64));
   v.choice("conv", c.conv, kRefinerConvs, "2d per frame or 3d across frames");
@@ -169,12 +173,14 @@ void visit_fields(V& v, EvalConfig& c) {
   v.field("layer", c.layer, "query-key probe layer for zero-shot tracking (-1 = the refiner's block)", at_least(-1));
   v.field("timestep_index", c.timestep_index, "index into the 50 inference timesteps (49 = t 19, DiffTrack's)",
           between(0, 49));
-  v.field("vbench_videos", c.vbench_videos,
-          "videos sampled at each evaluation (empty prompt, the backbone as diffusers loads it) and scored with VBench's "
-          "temporal flickering (0 = off)",
-          between(0, 10000));
+  v.field(
+      "vbench_videos", c.vbench_videos,
+      "videos sampled at each evaluation (empty prompt, the backbone as diffusers loads it) and scored with VBench's "
+      "temporal flickering (0 = off)",
+      between(0, 10000));
   v.field("sample_steps", c.sample_steps, "denoising steps of the VBench samples", between(1, 1000));
-  v.field("dino", c.dino, "DINO ViT-B/16 safetensors: also score VBench's subject consistency (\"\" = flickering only)");
+  v.field("dino", c.dino,
+          "DINO ViT-B/16 safetensors: also score VBench's subject consistency (\"\" = flickering only)");
 }
 
 template <typename V>
@@ -193,12 +199,30 @@ void visit_fields(V& v, Config& c) {
 
 template <typename T>
 const char* type_name();
-template <> const char* type_name<bool>() { return "a bool"; }
-template <> const char* type_name<int64_t>() { return "an integer"; }
-template <> [[maybe_unused]] const char* type_name<double>() { return "a number"; }
-template <> const char* type_name<std::string>() { return "a string"; }
-template <> const char* type_name<std::vector<int64_t>>() { return "a list of integers"; }
-template <> const char* type_name<std::vector<std::string>>() { return "a list of strings"; }
+template <>
+const char* type_name<bool>() {
+  return "a bool";
+}
+template <>
+const char* type_name<int64_t>() {
+  return "an integer";
+}
+template <>
+[[maybe_unused]] const char* type_name<double>() {
+  return "a number";
+}
+template <>
+const char* type_name<std::string>() {
+  return "a string";
+}
+template <>
+const char* type_name<std::vector<int64_t>>() {
+  return "a list of integers";
+}
+template <>
+const char* type_name<std::vector<std::string>>() {
+  return "a list of strings";
+}
 
 template <typename T>
 std::string value_text(const T& v) {
@@ -206,16 +230,28 @@ std::string value_text(const T& v) {
   os << v;
   return os.str();
 }
-template <> std::string value_text<bool>(const bool& v) { return v ? "true" : "false"; }
-template <> std::string value_text<std::string>(const std::string& v) { return v.empty() ? "\"\"" : v; }
+template <>
+std::string value_text<bool>(const bool& v) {
+  return v ? "true" : "false";
+}
+template <>
+std::string value_text<std::string>(const std::string& v) {
+  return v.empty() ? "\"\"" : v;
+}
 template <typename T>
 std::string list_text(const std::vector<T>& v) {
   std::string s = "[";
   for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + value_text(v[i]);
   return s + "]";
 }
-template <> std::string value_text<std::vector<int64_t>>(const std::vector<int64_t>& v) { return list_text(v); }
-template <> std::string value_text<std::vector<std::string>>(const std::vector<std::string>& v) { return list_text(v); }
+template <>
+std::string value_text<std::vector<int64_t>>(const std::vector<int64_t>& v) {
+  return list_text(v);
+}
+template <>
+std::string value_text<std::vector<std::string>>(const std::vector<std::string>& v) {
+  return list_text(v);
+}
 
 template <typename T>
 struct is_vector : std::false_type {};
@@ -319,8 +355,8 @@ class Reader {
     return "'" + n.Scalar() + "'";
   }
 
-  [[noreturn]] void fail(const char* name, const YAML::Node& n, const std::string& message,
-                         const std::string& expected, const std::string& got) {
+  [[noreturn]] void fail(const char* name, const YAML::Node& n, const std::string& message, const std::string& expected,
+                         const std::string& got) {
     current_key_ = join(prefix_, name);
     ErrorContext ctx;
     ctx.file = where(n);
@@ -376,8 +412,7 @@ class Reader {
     read_scalar(name, n, value);
     if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) {
       const double d = static_cast<double>(value);
-      if (!std::isfinite(d) || (!std::isnan(range.min) && d < range.min) ||
-          (!std::isnan(range.max) && d > range.max)) {
+      if (!std::isfinite(d) || (!std::isnan(range.min) && d < range.min) || (!std::isnan(range.max) && d > range.max)) {
         fail(name, n, "out of range", range_text(range).empty() ? "a finite number" : range_text(range),
              value_text(value));
       }
@@ -399,11 +434,17 @@ class KeyCollector {
  public:
   explicit KeyCollector(std::string prefix = "") : prefix_(std::move(prefix)) {}
   template <typename T>
-  void field(const char* name, T&, const char*, Range = {}) { keys.insert(join(prefix_, name)); }
+  void field(const char* name, T&, const char*, Range = {}) {
+    keys.insert(join(prefix_, name));
+  }
   template <typename T>
-  void required(const char* name, T&, const char*) { keys.insert(join(prefix_, name)); }
+  void required(const char* name, T&, const char*) {
+    keys.insert(join(prefix_, name));
+  }
   template <typename E>
-  void choice(const char* name, E&, const Choices<E>&, const char*) { keys.insert(join(prefix_, name)); }
+  void choice(const char* name, E&, const Choices<E>&, const char*) {
+    keys.insert(join(prefix_, name));
+  }
   template <typename S>
   void section(const char* name, S& ref) {
     KeyCollector sub(join(prefix_, name));
@@ -445,7 +486,9 @@ class Emitter {
     }
   }
   template <typename T>
-  void required(const char* name, T& ref, const char* doc) { field(name, ref, doc); }
+  void required(const char* name, T& ref, const char* doc) {
+    field(name, ref, doc);
+  }
   template <typename E>
   void choice(const char* name, E& ref, const Choices<E>& choices, const char* doc) {
     for (const auto& [label, value] : choices) {
@@ -581,10 +624,13 @@ void validate(const Config& c, const std::string& source) {
     ctx.got = got;
     throw Error(message, ctx);
   };
-  if (c.data.height % 16 != 0) fail("data.height", "not a multiple of 16 (VAE 8 x patch 2)", "a multiple of 16", std::to_string(c.data.height));
-  if (c.data.width % 16 != 0) fail("data.width", "not a multiple of 16 (VAE 8 x patch 2)", "a multiple of 16", std::to_string(c.data.width));
+  if (c.data.height % 16 != 0)
+    fail("data.height", "not a multiple of 16 (VAE 8 x patch 2)", "a multiple of 16", std::to_string(c.data.height));
+  if (c.data.width % 16 != 0)
+    fail("data.width", "not a multiple of 16 (VAE 8 x patch 2)", "a multiple of 16", std::to_string(c.data.width));
   if ((c.data.frames - 1) % 4 != 0) {
-    fail("data.frames", "CogVideoX's causal VAE needs 4k+1 frames", "4k+1 (1, 5, 9, ..., 49)", std::to_string(c.data.frames));
+    fail("data.frames", "CogVideoX's causal VAE needs 4k+1 frames", "4k+1 (1, 5, 9, ..., 49)",
+         std::to_string(c.data.frames));
   }
   if (c.run.name.empty()) fail("run.name", "must not be empty", "a name", "\"\"");
   if (c.run.out_dir.empty()) fail("run.out_dir", "must not be empty", "a folder", "\"\"");
@@ -597,22 +643,29 @@ void validate(const Config& c, const std::string& source) {
   if (!c.model.path.empty() && !c.model.preset.empty()) {
     fail("model.preset", "cannot be combined with model.path", "one of model.path, model.preset", c.model.preset);
   }
-  const int64_t layers = c.model.path.empty() && c.model.preset.empty() ? t.num_layers : -1;  // others: checked when loaded
+  if (c.model.checkpoint_keep_attention && !c.model.gradient_checkpointing) {
+    fail("model.checkpoint_keep_attention", "only applies with gradient checkpointing",
+         "model.gradient_checkpointing: true, or false here", "true");
+  }
+  const int64_t layers =
+      c.model.path.empty() && c.model.preset.empty() ? t.num_layers : -1;  // others: checked when loaded
   if (layers > 0 && c.refiner.enabled && c.refiner.block >= layers) {
     fail("refiner.block", "is not a block of the tiny model", "0.." + std::to_string(layers - 1),
          std::to_string(c.refiner.block));
   }
   if (layers > 0 && c.eval.layer >= layers) {
-    fail("eval.layer", "is not a block of the tiny model", "-1.." + std::to_string(layers - 1), std::to_string(c.eval.layer));
+    fail("eval.layer", "is not a block of the tiny model", "-1.." + std::to_string(layers - 1),
+         std::to_string(c.eval.layer));
   }
-  if (c.refiner.kernel % 2 == 0) fail("refiner.kernel", "must be odd (same padding)", "1, 3, 5, ...", std::to_string(c.refiner.kernel));
+  if (c.refiner.kernel % 2 == 0)
+    fail("refiner.kernel", "must be odd (same padding)", "1, 3, 5, ...", std::to_string(c.refiner.kernel));
   if (c.train.trainable == "blocks" && c.train.trainable_blocks.empty()) {
     fail("train.trainable_blocks", "is empty but train.trainable is blocks", "at least one block index", "[]");
   }
   for (int64_t b : c.train.trainable_blocks) {
     if (b < 0 || (layers > 0 && b >= layers)) {
-      fail("train.trainable_blocks", "lists a block the model does not have", layers > 0 ? "0.." + std::to_string(layers - 1) : ">= 0",
-           std::to_string(b));
+      fail("train.trainable_blocks", "lists a block the model does not have",
+           layers > 0 ? "0.." + std::to_string(layers - 1) : ">= 0", std::to_string(b));
     }
   }
   if (c.train.trainable == "refiner" && !c.refiner.enabled) {
@@ -647,9 +700,12 @@ std::string config_reference() {
 std::string to_string(DType dtype) { return dtype == DType::kBFloat16 ? "bf16" : "fp32"; }
 std::string to_string(DeviceKind device) {
   switch (device) {
-    case DeviceKind::kCpu: return "cpu";
-    case DeviceKind::kCuda: return "cuda";
-    case DeviceKind::kAuto: return "auto";
+    case DeviceKind::kCpu:
+      return "cpu";
+    case DeviceKind::kCuda:
+      return "cuda";
+    case DeviceKind::kAuto:
+      return "auto";
   }
   return "?";
 }

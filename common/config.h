@@ -42,6 +42,7 @@ struct ModelConfig {
   DType dtype = DType::kFloat32;    // compute dtype: fp32 | bf16
   DeviceKind device = DeviceKind::kAuto;  // cpu | cuda | auto
   bool gradient_checkpointing = false;  // recompute each block in backward
+  bool checkpoint_keep_attention = false;  // ... but keep each block's attention output (faster, more memory)
   TinyModelConfig tiny;
 };
 

@@ -117,9 +117,8 @@ const torch::Tensor& CogVideoXPatchEmbedImpl::sincos_table(int64_t frames, int64
   if (it == sincos_cache_.end()) {
     // Same computation and casts as before caching (float64 table -> device -> dtype), so the
     // values are identical to the reference's.
-    torch::Tensor table = cogvideox_sincos_video_table(config_, frames, height, width)
-                              .to(like.device())
-                              .to(like.scalar_type());
+    torch::Tensor table =
+        cogvideox_sincos_video_table(config_, frames, height, width).to(like.device()).to(like.scalar_type());
     it = sincos_cache_.emplace(key, std::move(table)).first;
   }
   return it->second;
@@ -205,22 +204,33 @@ std::pair<torch::Tensor, torch::Tensor> CogVideoXAttentionImpl::forward(const to
   // before the transpose, on contiguous memory (diffusers normalises the transposed view, which
   // costs LayerNorm a copy of q and of k); the values are the same.
   auto split_heads = [&](const torch::Tensor& t) { return t.view({b, -1, heads_, head_dim_}); };
-  auto q = head_layer_norm(split_heads(linear_forward(to_q, x)), norm_q->weight, norm_q->bias, norm_q->options.eps());
-  auto k = head_layer_norm(split_heads(linear_forward(to_k, x)), norm_k->weight, norm_k->bias, norm_k->options.eps());
+  // The per-head norm and, with RoPE, the rotation of the video tokens: one fused kernel on CUDA.
+  const bool has_rope = call.rope != nullptr && call.rope->defined();
+  auto norm_heads = [&](nn::Linear& proj, nn::LayerNorm& norm, const RotaryEmbedding* rope) {
+    const auto t = split_heads(linear_forward(proj, x));
+    const double eps = norm->options.eps();
+    return rope != nullptr ? head_layer_norm_rope(t, norm->weight, norm->bias, eps, *rope, text_len)
+                           : head_layer_norm(t, norm->weight, norm->bias, eps);
+  };
+  const RotaryEmbedding* key_rope = !has_rope                                              ? nullptr
+                                    : call.key_rope != nullptr && call.key_rope->defined() ? call.key_rope
+                                                                                           : call.rope;
+  const auto q = norm_heads(to_q, norm_q, has_rope ? call.rope : nullptr).transpose(1, 2);
+  const auto k = norm_heads(to_k, norm_k, key_rope).transpose(1, 2);
   const auto v = split_heads(linear_forward(to_v, x)).transpose(1, 2);
-  if (call.rope != nullptr && call.rope->defined()) {
-    q = apply_rotary_emb_joint(q, *call.rope, text_len);
-    const RotaryEmbedding& key_rope =
-        call.key_rope != nullptr && call.key_rope->defined() ? *call.key_rope : *call.rope;
-    k = apply_rotary_emb_joint(k, key_rope, text_len);
-  }
-  q = q.transpose(1, 2);
-  k = k.transpose(1, 2);
   if (call.query_out != nullptr) *call.query_out = q;
   if (call.key_out != nullptr) *call.key_out = k;
-  auto out = call.cag_mode == CagMode::kNone
-                 ? at::scaled_dot_product_attention(q, k, v)
-                 : cag_attention(q, k, v, text_len, call.grid, call.cag_mode, call.cag_batch_indices);
+  torch::Tensor out;
+  if (call.cag_mode != CagMode::kNone) {
+    out = cag_attention(q, k, v, text_len, call.grid, call.cag_mode, call.cag_batch_indices);
+  } else if (call.kept != nullptr && call.kept->defined()) {
+    out = kept_attention(q, k, v, *call.kept);
+  } else if (call.keep_attention != nullptr) {
+    *call.keep_attention = attention_to_keep(q, k, v);
+    out = call.keep_attention->defined() ? call.keep_attention->out : at::scaled_dot_product_attention(q, k, v);
+  } else {
+    out = at::scaled_dot_product_attention(q, k, v);
+  }
   out = out.transpose(1, 2).reshape({b, -1, heads_ * head_dim_});
   out = to_out[1]->as<nn::Dropout>()->forward(linear_forward(out_proj_, out));
   return {out.slice(1, text_len), out.slice(1, 0, text_len)};
@@ -297,10 +307,14 @@ using torch::autograd::variable_list;
 // Runs one block without keeping activations; backward reruns it with grad and differentiates
 // the rerun. Parameters are explicit inputs so that their gradients come back through this node
 // (autograd::grad and backward() both work). The block must outlive the backward pass.
+// With keep_attention, the block's attention output and kernel state are saved too, and the
+// rerun takes them instead of running the attention kernel again (models/kept_attention.h).
 struct CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
+  static constexpr size_t kKeptFirst = 5;  // saved: hidden, encoder, temb, cos, sin, then the kept tensors
+
   static variable_list forward(AutogradContext* ctx, CogVideoXBlockImpl* block, const BlockAttentionCall* call,
-                               const torch::Tensor& hidden, const torch::Tensor& encoder, const torch::Tensor& temb,
-                               at::TensorList params) {
+                               bool keep_attention, const torch::Tensor& hidden, const torch::Tensor& encoder,
+                               const torch::Tensor& temb, at::TensorList params) {
     ctx->saved_data["block"] = reinterpret_cast<int64_t>(block);
     ctx->saved_data["cag_mode"] = static_cast<int64_t>(call->cag_mode);
     ctx->saved_data["cag_batch"] = c10::IValue(call->cag_batch_indices);
@@ -310,12 +324,18 @@ struct CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
     const bool has_rope = call->rope != nullptr && call->rope->defined();
     ctx->saved_data["has_rope"] = has_rope;
     ctx->saved_data["rope_paired"] = has_rope && call->rope->pairs_share_angle;
-    ctx->save_for_backward({hidden, encoder, temb, has_rope ? call->rope->cos : torch::Tensor(),
-                            has_rope ? call->rope->sin : torch::Tensor()});
     BlockAttentionCall plain = *call;
     plain.query_out = nullptr;
     plain.key_out = nullptr;
+    KeptAttention kept;
+    plain.keep_attention = keep_attention ? &kept : nullptr;
     auto [h, e] = block->forward(hidden, encoder, temb, plain);
+    std::vector<torch::Tensor> saved{hidden, encoder, temb, has_rope ? call->rope->cos : torch::Tensor(),
+                                     has_rope ? call->rope->sin : torch::Tensor()};
+    for (const auto& t : kept.tensors()) saved.push_back(t);
+    ctx->save_for_backward(saved);
+    ctx->saved_data["kept_kernel"] = static_cast<int64_t>(kept.kernel);
+    ctx->saved_data["kept_max"] = c10::IValue(std::vector<int64_t>{kept.max_q, kept.max_k});
     return {h, e};
   }
 
@@ -331,6 +351,10 @@ struct CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
     call.grid = {grid[0], grid[1], grid[2]};
     call.cag_mode = static_cast<CagMode>(ctx->saved_data["cag_mode"].toInt());
     call.cag_batch_indices = ctx->saved_data["cag_batch"].toIntVector();
+    const auto kept_max = ctx->saved_data["kept_max"].toIntVector();
+    const auto kept = KeptAttention::from(static_cast<KeptAttention::Kernel>(ctx->saved_data["kept_kernel"].toInt()),
+                                          {saved.begin() + kKeptFirst, saved.end()}, kept_max[0], kept_max[1]);
+    call.kept = &kept;
 
     torch::AutoGradMode enable_grad(true);
     std::vector<torch::Tensor> inputs(3);
@@ -343,17 +367,17 @@ struct CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
     for (size_t i = 0; i < 3; ++i) {
       if (mask[i]) {
         wrt.push_back(inputs[i]);
-        slot.push_back(2 + i);
+        slot.push_back(3 + i);
       }
     }
     const auto params = block->parameters();
     for (size_t i = 0; i < params.size(); ++i) {
       if (params[i].requires_grad()) {
         wrt.push_back(params[i]);
-        slot.push_back(5 + i);
+        slot.push_back(6 + i);
       }
     }
-    variable_list result(5 + params.size());
+    variable_list result(6 + params.size());
     if (wrt.empty()) return result;
     const auto grads = torch::autograd::grad({h, e}, wrt, {grad_outputs[0], grad_outputs[1]},
                                              /*retain_graph=*/false, /*create_graph=*/false, /*allow_unused=*/true);
@@ -413,7 +437,8 @@ std::pair<torch::Tensor, torch::Tensor> CogVideoXTransformer3DModelImpl::run_blo
   T4G_CHECK(!is_training() || config_.dropout == 0.0,
             "gradient checkpointing with dropout > 0 in training mode would recompute different dropout masks");
   const auto params = block->parameters();
-  const auto out = CheckpointedBlock::apply(block.get(), &call, hidden, encoder, temb, at::TensorList(params));
+  const auto out = CheckpointedBlock::apply(block.get(), &call, checkpoint_keeps_attention_, hidden, encoder, temb,
+                                            at::TensorList(params));
   return {out[0], out[1]};
 }
 

@@ -16,6 +16,7 @@
 #include "models/attention_probe.h"
 #include "models/cogvideox_config.h"
 #include "models/embeddings.h"
+#include "models/kept_attention.h"
 
 namespace t4g {
 
@@ -29,6 +30,10 @@ struct BlockAttentionCall {
   std::vector<int64_t> cag_batch_indices;
   torch::Tensor* query_out = nullptr;
   torch::Tensor* key_out = nullptr;
+  // Gradient checkpointing that keeps attention (models/kept_attention.h): the no-grad forward
+  // fills *keep_attention; the recompute in backward hands it back as `kept` and skips the kernel.
+  KeptAttention* keep_attention = nullptr;
+  const KeptAttention* kept = nullptr;
 };
 
 // diffusers CogVideoXPatchEmbed: `proj` (Conv2d k=s=patch for 1.0, Linear over 2x2x2 patches for
@@ -39,8 +44,7 @@ class CogVideoXPatchEmbedImpl : public torch::nn::Module {
   // text [B, S, text_embed_dim], latents [B, F, C, H, W] -> joint sequence [B, S + N, D] with the
   // positional table added (2B / I2V forms). `video_table` ([1 or B, N, D], any float dtype)
   // replaces the sin-cos rows of the video tokens (DiTFlow optimises them); undefined = the table.
-  torch::Tensor forward(const torch::Tensor& text, const torch::Tensor& latents,
-                        const torch::Tensor& video_table = {});
+  torch::Tensor forward(const torch::Tensor& text, const torch::Tensor& latents, const torch::Tensor& video_table = {});
 
   torch::nn::Conv2d proj_conv{nullptr};    // registered as "proj" (1.0)
   torch::nn::Linear proj_linear{nullptr};  // registered as "proj" (1.5)
@@ -185,9 +189,15 @@ class CogVideoXTransformer3DModelImpl : public torch::nn::Module {
 
   // Recompute every block in backward instead of keeping its activations (only takes effect
   // while grad mode is on). Blocks whose Q/K are captured run un-checkpointed so the captures
-  // keep their autograd history.
-  void set_gradient_checkpointing(bool enabled) { gradient_checkpointing_ = enabled; }
+  // keep their autograd history. With keep_attention, each block also keeps its attention output
+  // and log-sum-exp, and the recompute skips the attention kernel (models/kept_attention.h): one
+  // more activation per block, a backward shorter by about one attention forward per block.
+  void set_gradient_checkpointing(bool enabled, bool keep_attention = false) {
+    gradient_checkpointing_ = enabled;
+    checkpoint_keeps_attention_ = enabled && keep_attention;
+  }
   bool gradient_checkpointing() const { return gradient_checkpointing_; }
+  bool checkpoint_keeps_attention() const { return checkpoint_keeps_attention_; }
 
   const CogVideoXTransformerConfig& config() const { return config_; }
   // Token grid of latents [B, F, C, H, W] under this config.
@@ -210,6 +220,7 @@ class CogVideoXTransformer3DModelImpl : public torch::nn::Module {
   CogVideoXTransformerConfig config_;
   std::vector<CogVideoXBlock> blocks_;
   bool gradient_checkpointing_ = false;
+  bool checkpoint_keeps_attention_ = false;
 };
 TORCH_MODULE(CogVideoXTransformer3DModel);
 

@@ -184,7 +184,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   }
   auto& transformer = m.components.transformer;
   const int64_t num_layers = transformer->config().num_layers;
-  transformer->set_gradient_checkpointing(c.model.gradient_checkpointing);
+  transformer->set_gradient_checkpointing(c.model.gradient_checkpointing, c.model.checkpoint_keep_attention);
   if (c.train.trainable == "lora") add_lora(*transformer, lora_config(c), derive_seed(seed, {kStreamLora}));
   TrainableOptions to;
   // The recipe says "refiner" for "nothing of the backbone" (the refiner always trains).

@@ -14,6 +14,7 @@ namespace t4g::cuda {
 namespace {
 
 constexpr int kWarpsPerBlock = 8;
+constexpr int kRowsPerWarp = 4;  // rows whose loads a warp has in flight together
 constexpr int64_t kMaxForwardBlocks = int64_t{1} << 20;
 constexpr int64_t kMaxBackwardBlocks = 1024;
 
@@ -32,15 +33,29 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// The RoPE table row of row r; negative for text tokens, which are not rotated.
+__device__ __forceinline__ int64_t rope_row(const HeadRope& rope, int64_t r) {
+  const int64_t token = (r / rope.heads) % rope.seq;
+  return token - rope.text_len;
+}
+
+// Element j's partner in its (2i, 2i + 1) pair is element j ^ 1, held by lane ^ 1 at the same k
+// (32 k is even), so one shuffle brings it. Every lane must call this (full-warp shuffle).
+__device__ __forceinline__ float pair_partner(float v) { return __shfl_xor_sync(0xffffffffu, v, 1); }
+
 // Lane l holds elements l, l + 32, ..., l + 32 (K - 1) of its row: for each k the warp reads 32
-// consecutive values (coalesced).
-template <typename T, int K>
-__global__ void forward_kernel(const T* __restrict__ x, const T* __restrict__ weight, const T* __restrict__ bias,
-                               T* __restrict__ y, float* __restrict__ mean_out, float* __restrict__ rstd_out,
-                               int64_t rows, int d, float eps) {
+// consecutive values (coalesced). A warp takes kRowsPerWarp rows at a time and issues all their
+// loads before any arithmetic: with one row in flight a warp has only 128 bytes outstanding, too
+// little to cover memory latency (the one-row version ran at about a quarter of bandwidth).
+// With kRope, the normalised row is rotated before it is stored.
+template <typename T, int K, bool kRope>
+__global__ void head_layer_norm_forward_kernel(const T* __restrict__ x, const T* __restrict__ weight,
+                                               const T* __restrict__ bias, T* __restrict__ y,
+                                               float* __restrict__ mean_out, float* __restrict__ rstd_out, int64_t rows,
+                                               int d, float eps, HeadRope rope) {
   const int lane = threadIdx.x & 31;
-  const int64_t first = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
+  const int64_t first = (static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5)) * kRowsPerWarp;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock * kRowsPerWarp;
   float w[K], b[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) {
@@ -49,51 +64,79 @@ __global__ void forward_kernel(const T* __restrict__ x, const T* __restrict__ we
     b[k] = j < d ? to_float(bias[j]) : 0.f;
   }
   const float inv_d = 1.f / static_cast<float>(d);
-  for (int64_t r = first; r < rows; r += stride) {
-    const T* row = x + r * d;
-    float v[K];
-    float sum = 0.f;
+  for (int64_t r0 = first; r0 < rows; r0 += stride) {
+    float v[kRowsPerWarp][K];
 #pragma unroll
-    for (int k = 0; k < K; ++k) {
-      const int j = lane + 32 * k;
-      v[k] = j < d ? to_float(row[j]) : 0.f;
-      sum += v[k];
-    }
-    const float mean = warp_sum(sum) * inv_d;
-    float sq = 0.f;
+    for (int i = 0; i < kRowsPerWarp; ++i) {
+      const T* row = x + (r0 + i) * d;
 #pragma unroll
-    for (int k = 0; k < K; ++k) {
-      const int j = lane + 32 * k;
-      const float c = j < d ? v[k] - mean : 0.f;
-      sq += c * c;
+      for (int k = 0; k < K; ++k) {
+        const int j = lane + 32 * k;
+        v[i][k] = j < d && r0 + i < rows ? to_float(row[j]) : 0.f;
+      }
     }
-    const float rstd = rsqrtf(warp_sum(sq) * inv_d + eps);
-    T* out = y + r * d;
 #pragma unroll
-    for (int k = 0; k < K; ++k) {
-      const int j = lane + 32 * k;
-      if (j < d) out[j] = from_float<T>((v[k] - mean) * rstd * w[k] + b[k]);
-    }
-    if (lane == 0) {
-      mean_out[r] = mean;
-      rstd_out[r] = rstd;
+    for (int i = 0; i < kRowsPerWarp; ++i) {
+      const int64_t r = r0 + i;
+      if (r >= rows) break;  // uniform across the warp
+      float sum = 0.f;
+#pragma unroll
+      for (int k = 0; k < K; ++k) sum += v[i][k];
+      const float mean = warp_sum(sum) * inv_d;
+      float sq = 0.f;
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        const int j = lane + 32 * k;
+        const float c = j < d ? v[i][k] - mean : 0.f;
+        sq += c * c;
+      }
+      const float rstd = rsqrtf(warp_sum(sq) * inv_d + eps);
+      float o[K];
+#pragma unroll
+      for (int k = 0; k < K; ++k) o[k] = (v[i][k] - mean) * rstd * w[k] + b[k];
+      if (kRope) {
+        const int64_t t = rope_row(rope, r);  // uniform across the warp
+        if (t >= 0) {
+          const float* cr = rope.cos + t * d;
+          const float* sr = rope.sin + t * d;
+#pragma unroll
+          for (int k = 0; k < K; ++k) {
+            const int j = lane + 32 * k;
+            const float partner = pair_partner(o[k]);
+            if (j < d) o[k] = o[k] * cr[j] + ((j & 1) ? partner : -partner) * sr[j];
+          }
+        }
+      }
+      T* out = y + r * d;
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        const int j = lane + 32 * k;
+        if (j < d) out[j] = from_float<T>(o[k]);
+      }
+      if (lane == 0) {
+        mean_out[r] = mean;
+        rstd_out[r] = rstd;
+      }
     }
   }
 }
 
-// dx = rstd (g - mean(g) - xhat mean(g xhat)) with g = dy * weight; each warp also accumulates
-// dy * xhat and dy over its rows, then the block sums its warps into one partial row.
-template <typename T, int K>
-__global__ void backward_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ weight,
-                                const float* __restrict__ mean, const float* __restrict__ rstd, T* __restrict__ dx,
-                                float* __restrict__ dweight_partial, float* __restrict__ dbias_partial, int64_t rows,
-                                int d) {
+// dx = rstd (gw - mean(gw) - xhat mean(gw xhat)) with gw = g * weight; each warp also
+// accumulates g * xhat and g over its rows, then the block sums its warps into one partial row.
+// g is dy, or with kRope dy rotated back: g[2i] = dy[2i] cos[2i] + dy[2i + 1] sin[2i + 1] and
+// g[2i + 1] = dy[2i + 1] cos[2i + 1] - dy[2i] sin[2i] (the transpose of the forward rotation).
+template <typename T, int K, bool kRope>
+__global__ void head_layer_norm_backward_kernel(const T* __restrict__ dy, const T* __restrict__ x,
+                                                const T* __restrict__ weight, const float* __restrict__ mean,
+                                                const float* __restrict__ rstd, T* __restrict__ dx,
+                                                float* __restrict__ dweight_partial, float* __restrict__ dbias_partial,
+                                                int64_t rows, int d, HeadRope rope) {
   __shared__ float shared_w[kWarpsPerBlock][kHeadNormMaxDim];
   __shared__ float shared_b[kWarpsPerBlock][kHeadNormMaxDim];
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
-  const int64_t first = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock;
+  const int64_t first = (static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + warp) * kRowsPerWarp;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * kWarpsPerBlock * kRowsPerWarp;
   float w[K], acc_w[K], acc_b[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) {
@@ -103,31 +146,61 @@ __global__ void backward_kernel(const T* __restrict__ dy, const T* __restrict__ 
     acc_b[k] = 0.f;
   }
   const float inv_d = 1.f / static_cast<float>(d);
-  for (int64_t r = first; r < rows; r += stride) {
-    const T* xr = x + r * d;
-    const T* gr = dy + r * d;
-    const float m = mean[r];
-    const float rs = rstd[r];
-    float xhat[K], gw[K];
-    float s1 = 0.f, s2 = 0.f;
+  for (int64_t r0 = first; r0 < rows; r0 += stride) {
+    // All loads of kRowsPerWarp rows first (see head_layer_norm_forward_kernel).
+    float gk[kRowsPerWarp][K], xk[kRowsPerWarp][K], m[kRowsPerWarp], rs[kRowsPerWarp];
 #pragma unroll
-    for (int k = 0; k < K; ++k) {
-      const int j = lane + 32 * k;
-      const float g = j < d ? to_float(gr[j]) : 0.f;
-      xhat[k] = j < d ? (to_float(xr[j]) - m) * rs : 0.f;
-      gw[k] = g * w[k];
-      s1 += gw[k];
-      s2 += gw[k] * xhat[k];
-      acc_w[k] += g * xhat[k];
-      acc_b[k] += g;
+    for (int i = 0; i < kRowsPerWarp; ++i) {
+      const int64_t r = r0 + i;
+      const bool in = r < rows;
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        const int j = lane + 32 * k;
+        gk[i][k] = in && j < d ? to_float(dy[r * d + j]) : 0.f;
+        xk[i][k] = in && j < d ? to_float(x[r * d + j]) : 0.f;
+      }
+      m[i] = in ? mean[r] : 0.f;
+      rs[i] = in ? rstd[r] : 0.f;
     }
-    const float c1 = warp_sum(s1) * inv_d;
-    const float c2 = warp_sum(s2) * inv_d;
-    T* out = dx + r * d;
 #pragma unroll
-    for (int k = 0; k < K; ++k) {
-      const int j = lane + 32 * k;
-      if (j < d) out[j] = from_float<T>(rs * (gw[k] - c1 - xhat[k] * c2));
+    for (int i = 0; i < kRowsPerWarp; ++i) {
+      const int64_t r = r0 + i;
+      if (r >= rows) break;  // uniform across the warp
+      if (kRope) {
+        const int64_t t = rope_row(rope, r);  // uniform across the warp
+        if (t >= 0) {
+          const float* cr = rope.cos + t * d;
+          const float* sr = rope.sin + t * d;
+#pragma unroll
+          for (int k = 0; k < K; ++k) {
+            const int j = lane + 32 * k;
+            const float gs = j < d ? gk[i][k] * sr[j] : 0.f;
+            const float partner = pair_partner(gs);
+            if (j < d) gk[i][k] = gk[i][k] * cr[j] + ((j & 1) ? -partner : partner);
+          }
+        }
+      }
+      float xhat[K], gw[K];
+      float s1 = 0.f, s2 = 0.f;
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        const int j = lane + 32 * k;
+        const float g = gk[i][k];
+        xhat[k] = j < d ? (xk[i][k] - m[i]) * rs[i] : 0.f;
+        gw[k] = g * w[k];
+        s1 += gw[k];
+        s2 += gw[k] * xhat[k];
+        acc_w[k] += g * xhat[k];
+        acc_b[k] += g;
+      }
+      const float c1 = warp_sum(s1) * inv_d;
+      const float c2 = warp_sum(s2) * inv_d;
+      T* out = dx + r * d;
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        const int j = lane + 32 * k;
+        if (j < d) out[j] = from_float<T>(rs[i] * (gw[k] - c1 - xhat[k] * c2));
+      }
     }
   }
 #pragma unroll
@@ -151,23 +224,30 @@ __global__ void backward_kernel(const T* __restrict__ dy, const T* __restrict__ 
 }
 
 int64_t forward_blocks(int64_t rows) {
-  return std::max<int64_t>(1, std::min(kMaxForwardBlocks, (rows + kWarpsPerBlock - 1) / kWarpsPerBlock));
+  constexpr int64_t rows_per_block = kWarpsPerBlock * kRowsPerWarp;
+  return std::max<int64_t>(1, std::min(kMaxForwardBlocks, (rows + rows_per_block - 1) / rows_per_block));
 }
 
 template <typename T, int K>
 void launch_forward(const void* x, const void* w, const void* b, void* y, float* mean, float* rstd, int64_t rows, int d,
-                    float eps, cudaStream_t stream) {
-  forward_kernel<T, K><<<static_cast<unsigned>(forward_blocks(rows)), kWarpsPerBlock * 32, 0, stream>>>(
-      static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b), static_cast<T*>(y), mean, rstd,
-      rows, d, eps);
+                    float eps, const HeadRope* rope, cudaStream_t stream) {
+  const auto grid = static_cast<unsigned>(forward_blocks(rows));
+  auto kernel =
+      rope != nullptr ? head_layer_norm_forward_kernel<T, K, true> : head_layer_norm_forward_kernel<T, K, false>;
+  kernel<<<grid, kWarpsPerBlock * 32, 0, stream>>>(static_cast<const T*>(x), static_cast<const T*>(w),
+                                                   static_cast<const T*>(b), static_cast<T*>(y), mean, rstd, rows, d,
+                                                   eps, rope != nullptr ? *rope : HeadRope{});
 }
 
 template <typename T, int K>
 void launch_backward(const void* dy, const void* x, const void* w, const float* mean, const float* rstd, void* dx,
-                     float* dw, float* db, int64_t rows, int d, cudaStream_t stream) {
-  backward_kernel<T, K><<<static_cast<unsigned>(head_norm_backward_blocks(rows)), kWarpsPerBlock * 32, 0, stream>>>(
-      static_cast<const T*>(dy), static_cast<const T*>(x), static_cast<const T*>(w), mean, rstd, static_cast<T*>(dx),
-      dw, db, rows, d);
+                     float* dw, float* db, int64_t rows, int d, const HeadRope* rope, cudaStream_t stream) {
+  const auto grid = static_cast<unsigned>(head_norm_backward_blocks(rows));
+  auto kernel =
+      rope != nullptr ? head_layer_norm_backward_kernel<T, K, true> : head_layer_norm_backward_kernel<T, K, false>;
+  kernel<<<grid, kWarpsPerBlock * 32, 0, stream>>>(static_cast<const T*>(dy), static_cast<const T*>(x),
+                                                   static_cast<const T*>(w), mean, rstd, static_cast<T*>(dx), dw, db,
+                                                   rows, d, rope != nullptr ? *rope : HeadRope{});
 }
 
 // The launches as callables for dispatch (member templates cannot live in function-local classes).
@@ -178,10 +258,11 @@ struct ForwardLaunch {
   int64_t rows;
   int d;
   float eps;
+  const HeadRope* rope;
   cudaStream_t stream;
   template <typename T, int K>
   void operator()() const {
-    launch_forward<T, K>(x, w, b, y, mean, rstd, rows, d, eps, stream);
+    launch_forward<T, K>(x, w, b, y, mean, rstd, rows, d, eps, rope, stream);
   }
 };
 
@@ -192,17 +273,21 @@ struct BackwardLaunch {
   float *dw, *db;
   int64_t rows;
   int d;
+  const HeadRope* rope;
   cudaStream_t stream;
   template <typename T, int K>
   void operator()() const {
-    launch_backward<T, K>(dy, x, w, mean, rstd, dx, dw, db, rows, d, stream);
+    launch_backward<T, K>(dy, x, w, mean, rstd, dx, dw, db, rows, d, rope, stream);
   }
 };
 
 // Calls f.template operator()<T, K>() for the element type and the smallest K with 32 K >= d.
 template <typename F>
-const char* dispatch(ElementType type, int d, const F& f) {
+const char* dispatch(ElementType type, int d, const HeadRope* rope, const F& f) {
   if (d < 1 || d > kHeadNormMaxDim) return "head_norm: row width outside [1, 256]";
+  if (rope != nullptr && (d % 2 != 0 || rope->heads < 1 || rope->seq <= rope->text_len || rope->text_len < 0)) {
+    return "head_norm: RoPE needs an even row width and seq > text_len >= 0, heads >= 1";
+  }
   auto by_k = [&](auto tag) {
     using T = decltype(tag);
     if (d <= 32) {
@@ -233,23 +318,25 @@ const char* dispatch(ElementType type, int d, const F& f) {
 }  // namespace
 
 int64_t head_norm_backward_blocks(int64_t rows) {
-  return std::max<int64_t>(1, std::min(kMaxBackwardBlocks, (rows + kWarpsPerBlock - 1) / kWarpsPerBlock));
+  constexpr int64_t rows_per_block = kWarpsPerBlock * kRowsPerWarp;
+  return std::max<int64_t>(1, std::min(kMaxBackwardBlocks, (rows + rows_per_block - 1) / rows_per_block));
 }
 
 const char* head_norm_forward(ElementType type, const void* x, const void* weight, const void* bias, void* y,
-                              float* mean, float* rstd, int64_t rows, int d, float eps, void* stream) {
+                              float* mean, float* rstd, int64_t rows, int d, float eps, const HeadRope* rope,
+                              void* stream) {
   if (rows == 0) return nullptr;
-  const ForwardLaunch launch{x, weight, bias, y, mean, rstd, rows, d, eps, static_cast<cudaStream_t>(stream)};
-  return dispatch(type, d, launch);
+  const ForwardLaunch launch{x, weight, bias, y, mean, rstd, rows, d, eps, rope, static_cast<cudaStream_t>(stream)};
+  return dispatch(type, d, rope, launch);
 }
 
 const char* head_norm_backward(ElementType type, const void* dy, const void* x, const void* weight, const float* mean,
                                const float* rstd, void* dx, float* dweight_partial, float* dbias_partial, int64_t rows,
-                               int d, void* stream) {
+                               int d, const HeadRope* rope, void* stream) {
   if (rows == 0) return nullptr;
-  const BackwardLaunch launch{dy,   x,    weight, mean, rstd, dx, dweight_partial, dbias_partial,
-                              rows, d, static_cast<cudaStream_t>(stream)};
-  return dispatch(type, d, launch);
+  const BackwardLaunch launch{
+      dy, x, weight, mean, rstd, dx, dweight_partial, dbias_partial, rows, d, rope, static_cast<cudaStream_t>(stream)};
+  return dispatch(type, d, rope, launch);
 }
 
 }  // namespace t4g::cuda

@@ -82,6 +82,9 @@ TEST(Config, RangesAndCrossFieldRules) {
             "recipe.yaml: data.frames: CogVideoX's causal VAE needs 4k+1 frames (expected 4k+1 (1, 5, 9, ..., 49), got 10)");
   EXPECT_EQ(parse_error(std::string(kMinimal) + "data:\n  height: 100\n"),
             "recipe.yaml: data.height: not a multiple of 16 (VAE 8 x patch 2) (expected a multiple of 16, got 100)");
+  EXPECT_EQ(parse_error(std::string(kMinimal) + "model:\n  checkpoint_keep_attention: true\n"),
+            "recipe.yaml: model.checkpoint_keep_attention: only applies with gradient checkpointing (expected "
+            "model.gradient_checkpointing: true, or false here, got true)");
 }
 
 TEST(Config, InvalidYamlAndNonMapping) {

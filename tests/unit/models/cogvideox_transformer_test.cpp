@@ -196,8 +196,8 @@ TEST(CogVideoXTransformer, GradientCheckpointingMatchesThePlainPath) {
     auto model = make_model(c);
     model->train();
     const auto in = make_inputs(c);
-    auto run = [&](bool checkpoint) {
-      model->set_gradient_checkpointing(checkpoint);
+    auto run = [&](bool checkpoint, bool keep_attention = false) {
+      model->set_gradient_checkpointing(checkpoint, keep_attention);
       model->zero_grad();
       auto x = in.x.clone().requires_grad_(true);
       const auto out = model(x, in.text, in.t).sample;
@@ -209,12 +209,16 @@ TEST(CogVideoXTransformer, GradientCheckpointingMatchesThePlainPath) {
       return std::make_pair(loss.item<double>(), grads);
     };
     const auto plain = run(false);
-    const auto ckpt = run(true);
-    // Same fp32 ops in the same order: agreement to 1e-6 relative (SDPA may reassociate).
-    EXPECT_NEAR(plain.first, ckpt.first, 1e-6 * std::abs(plain.first));
-    for (const auto& [name, g] : plain.second) {
-      ASSERT_TRUE(ckpt.second.at(name).defined()) << name;
-      EXPECT_LT(max_rel(ckpt.second.at(name), g), 1e-5) << name;
+    // Plain recompute, and the recompute that takes the kept attention output and runs the fused
+    // kernel's backward (models/kept_attention.h).
+    for (const bool keep : {false, true}) {
+      const auto ckpt = run(true, keep);
+      // Same fp32 ops in the same order: agreement to 1e-6 relative (SDPA may reassociate).
+      EXPECT_NEAR(plain.first, ckpt.first, 1e-6 * std::abs(plain.first)) << "keep " << keep;
+      for (const auto& [name, g] : plain.second) {
+        ASSERT_TRUE(ckpt.second.at(name).defined()) << name;
+        EXPECT_LT(max_rel(ckpt.second.at(name), g), 1e-5) << name << " keep " << keep;
+      }
     }
     // autograd::grad (not only backward()) reaches the parameters through the checkpoint node.
     model->set_gradient_checkpointing(true);
