@@ -75,6 +75,23 @@ struct KeptAttentionFunction : public torch::autograd::Function<KeptAttentionFun
   }
 };
 
+// The cuDNN and flash forwards return the same nine: out, lse, cum_seq_q, cum_seq_k, max_q, max_k,
+// philox_seed, philox_offset, debug mask.
+template <typename Nine>
+KeptAttention from_nine(Kernel kernel, const Nine& r) {
+  KeptAttention kept;
+  kept.kernel = kernel;
+  kept.out = std::get<0>(r);
+  kept.lse = std::get<1>(r);
+  kept.cum_seq_q = std::get<2>(r);
+  kept.cum_seq_k = std::get<3>(r);
+  kept.max_q = std::get<4>(r).expect_int();
+  kept.max_k = std::get<5>(r).expect_int();
+  kept.philox_seed = std::get<6>(r);
+  kept.philox_offset = std::get<7>(r);
+  return kept;
+}
+
 }  // namespace
 
 std::vector<torch::Tensor> KeptAttention::tensors() const {
@@ -97,33 +114,11 @@ KeptAttention attention_to_keep(const torch::Tensor& q, const torch::Tensor& k, 
     return kept;
   }
   switch (at::_fused_sdp_choice(q, k, v)) {
-    case kSdpCudnn: {
-      auto r = at::_scaled_dot_product_cudnn_attention(q, k, v, /*attn_bias=*/std::nullopt,
-                                                       /*compute_log_sumexp=*/true);
-      kept.kernel = Kernel::kCudnn;
-      kept.out = std::get<0>(r);
-      kept.lse = std::get<1>(r);
-      kept.cum_seq_q = std::get<2>(r);
-      kept.cum_seq_k = std::get<3>(r);
-      kept.max_q = std::get<4>(r).expect_int();
-      kept.max_k = std::get<5>(r).expect_int();
-      kept.philox_seed = std::get<6>(r);
-      kept.philox_offset = std::get<7>(r);
-      return kept;
-    }
-    case kSdpFlash: {
-      auto r = at::_scaled_dot_product_flash_attention(q, k, v);
-      kept.kernel = Kernel::kFlash;
-      kept.out = std::get<0>(r);
-      kept.lse = std::get<1>(r);
-      kept.cum_seq_q = std::get<2>(r);
-      kept.cum_seq_k = std::get<3>(r);
-      kept.max_q = std::get<4>(r).expect_int();
-      kept.max_k = std::get<5>(r).expect_int();
-      kept.philox_seed = std::get<6>(r);
-      kept.philox_offset = std::get<7>(r);
-      return kept;
-    }
+    case kSdpCudnn:
+      return from_nine(Kernel::kCudnn, at::_scaled_dot_product_cudnn_attention(q, k, v, /*attn_bias=*/std::nullopt,
+                                                                               /*compute_log_sumexp=*/true));
+    case kSdpFlash:
+      return from_nine(Kernel::kFlash, at::_scaled_dot_product_flash_attention(q, k, v));
     case kSdpEfficient: {
       auto r = at::_scaled_dot_product_efficient_attention(q, k, v, /*attn_bias=*/std::nullopt,
                                                            /*compute_log_sumexp=*/true);

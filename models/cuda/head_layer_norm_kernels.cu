@@ -43,6 +43,31 @@ __device__ __forceinline__ int64_t rope_row(const HeadRope& rope, int64_t r) {
 // (32 k is even), so one shuffle brings it. Every lane must call this (full-warp shuffle).
 __device__ __forceinline__ float pair_partner(float v) { return __shfl_xor_sync(0xffffffffu, v, 1); }
 
+// Rotates row r's values held by this lane (elements lane + 32 k) by its RoPE table row; text
+// rows are left alone. The forward rotation, or with kTranspose its transpose (the backward):
+//   forward    out[2i] = v[2i] c[2i] - v[2i+1] s[2i]          out[2i+1] = v[2i+1] c[2i+1] + v[2i] s[2i+1]
+//   transpose  out[2i] = v[2i] c[2i] + v[2i+1] s[2i+1]        out[2i+1] = v[2i+1] c[2i+1] - v[2i] s[2i]
+// Called by the whole warp (the shuffle needs every lane; the row is the same for all lanes).
+template <int K, bool kTranspose>
+__device__ __forceinline__ void rotate_row(float (&v)[K], const HeadRope& rope, int64_t r, int lane, int d) {
+  const int64_t t = rope_row(rope, r);
+  if (t < 0) return;
+  const float* cr = rope.cos + t * d;
+  const float* sr = rope.sin + t * d;
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    const int j = lane + 32 * k;
+    const bool odd = (j & 1) != 0;
+    if (kTranspose) {
+      const float partner = pair_partner(j < d ? v[k] * sr[j] : 0.f);  // the partner's v s
+      if (j < d) v[k] = v[k] * cr[j] + (odd ? -partner : partner);
+    } else {
+      const float partner = pair_partner(v[k]);
+      if (j < d) v[k] = v[k] * cr[j] + (odd ? partner : -partner) * sr[j];
+    }
+  }
+}
+
 // Lane l holds elements l, l + 32, ..., l + 32 (K - 1) of its row: for each k the warp reads 32
 // consecutive values (coalesced). A warp takes kRowsPerWarp rows at a time and issues all their
 // loads before any arithmetic: with one row in flight a warp has only 128 bytes outstanding, too
@@ -94,19 +119,7 @@ __global__ void head_layer_norm_forward_kernel(const T* __restrict__ x, const T*
       float o[K];
 #pragma unroll
       for (int k = 0; k < K; ++k) o[k] = (v[i][k] - mean) * rstd * w[k] + b[k];
-      if (kRope) {
-        const int64_t t = rope_row(rope, r);  // uniform across the warp
-        if (t >= 0) {
-          const float* cr = rope.cos + t * d;
-          const float* sr = rope.sin + t * d;
-#pragma unroll
-          for (int k = 0; k < K; ++k) {
-            const int j = lane + 32 * k;
-            const float partner = pair_partner(o[k]);
-            if (j < d) o[k] = o[k] * cr[j] + ((j & 1) ? partner : -partner) * sr[j];
-          }
-        }
-      }
+      if (kRope) rotate_row<K, false>(o, rope, r, lane, d);
       T* out = y + r * d;
 #pragma unroll
       for (int k = 0; k < K; ++k) {
@@ -166,20 +179,7 @@ __global__ void head_layer_norm_backward_kernel(const T* __restrict__ dy, const 
     for (int i = 0; i < kRowsPerWarp; ++i) {
       const int64_t r = r0 + i;
       if (r >= rows) break;  // uniform across the warp
-      if (kRope) {
-        const int64_t t = rope_row(rope, r);  // uniform across the warp
-        if (t >= 0) {
-          const float* cr = rope.cos + t * d;
-          const float* sr = rope.sin + t * d;
-#pragma unroll
-          for (int k = 0; k < K; ++k) {
-            const int j = lane + 32 * k;
-            const float gs = j < d ? gk[i][k] * sr[j] : 0.f;
-            const float partner = pair_partner(gs);
-            if (j < d) gk[i][k] = gk[i][k] * cr[j] + ((j & 1) ? -partner : partner);
-          }
-        }
-      }
+      if (kRope) rotate_row<K, true>(gk[i], rope, r, lane, d);
       float xhat[K], gw[K];
       float s1 = 0.f, s2 = 0.f;
 #pragma unroll
