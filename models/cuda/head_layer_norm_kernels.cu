@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <type_traits>
 
 namespace t4g::cuda {
 namespace {
@@ -250,38 +251,8 @@ void launch_backward(const void* dy, const void* x, const void* w, const float* 
                                                    rows, d, rope != nullptr ? *rope : HeadRope{});
 }
 
-// The launches as callables for dispatch (member templates cannot live in function-local classes).
-struct ForwardLaunch {
-  const void *x, *w, *b;
-  void* y;
-  float *mean, *rstd;
-  int64_t rows;
-  int d;
-  float eps;
-  const HeadRope* rope;
-  cudaStream_t stream;
-  template <typename T, int K>
-  void operator()() const {
-    launch_forward<T, K>(x, w, b, y, mean, rstd, rows, d, eps, rope, stream);
-  }
-};
-
-struct BackwardLaunch {
-  const void *dy, *x, *w;
-  const float *mean, *rstd;
-  void* dx;
-  float *dw, *db;
-  int64_t rows;
-  int d;
-  const HeadRope* rope;
-  cudaStream_t stream;
-  template <typename T, int K>
-  void operator()() const {
-    launch_backward<T, K>(dy, x, w, mean, rstd, dx, dw, db, rows, d, rope, stream);
-  }
-};
-
-// Calls f.template operator()<T, K>() for the element type and the smallest K with 32 K >= d.
+// Calls f(T{}, std::integral_constant<int, K>{}) for the element type T and the smallest K with
+// 32 K >= d (a generic lambda reads T and K back from its arguments' types).
 template <typename F>
 const char* dispatch(ElementType type, int d, const HeadRope* rope, const F& f) {
   if (d < 1 || d > kHeadNormMaxDim) return "head_norm: row width outside [1, 256]";
@@ -289,15 +260,14 @@ const char* dispatch(ElementType type, int d, const HeadRope* rope, const F& f) 
     return "head_norm: RoPE needs an even row width and seq > text_len >= 0, heads >= 1";
   }
   auto by_k = [&](auto tag) {
-    using T = decltype(tag);
     if (d <= 32) {
-      f.template operator()<T, 1>();
+      f(tag, std::integral_constant<int, 1>{});
     } else if (d <= 64) {
-      f.template operator()<T, 2>();
+      f(tag, std::integral_constant<int, 2>{});
     } else if (d <= 128) {
-      f.template operator()<T, 4>();
+      f(tag, std::integral_constant<int, 4>{});
     } else {
-      f.template operator()<T, 8>();
+      f(tag, std::integral_constant<int, 8>{});
     }
   };
   switch (type) {
@@ -326,17 +296,20 @@ const char* head_norm_forward(ElementType type, const void* x, const void* weigh
                               float* mean, float* rstd, int64_t rows, int d, float eps, const HeadRope* rope,
                               void* stream) {
   if (rows == 0) return nullptr;
-  const ForwardLaunch launch{x, weight, bias, y, mean, rstd, rows, d, eps, rope, static_cast<cudaStream_t>(stream)};
-  return dispatch(type, d, rope, launch);
+  return dispatch(type, d, rope, [&](auto tag, auto k) {
+    launch_forward<decltype(tag), decltype(k)::value>(x, weight, bias, y, mean, rstd, rows, d, eps, rope,
+                                                      static_cast<cudaStream_t>(stream));
+  });
 }
 
 const char* head_norm_backward(ElementType type, const void* dy, const void* x, const void* weight, const float* mean,
                                const float* rstd, void* dx, float* dweight_partial, float* dbias_partial, int64_t rows,
                                int d, const HeadRope* rope, void* stream) {
   if (rows == 0) return nullptr;
-  const BackwardLaunch launch{
-      dy, x, weight, mean, rstd, dx, dweight_partial, dbias_partial, rows, d, rope, static_cast<cudaStream_t>(stream)};
-  return dispatch(type, d, rope, launch);
+  return dispatch(type, d, rope, [&](auto tag, auto k) {
+    launch_backward<decltype(tag), decltype(k)::value>(dy, x, weight, mean, rstd, dx, dweight_partial, dbias_partial,
+                                                       rows, d, rope, static_cast<cudaStream_t>(stream));
+  });
 }
 
 }  // namespace t4g::cuda
