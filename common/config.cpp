@@ -26,7 +26,8 @@ Range between(double min, double max) { return Range{min, max}; }
 template <typename E>
 using Choices = std::vector<std::pair<const char*, E>>;
 
-const Choices<DType> kDTypes = {{"fp32", DType::kFloat32}, {"bf16", DType::kBFloat16}};
+const Choices<DType> kDTypes = {{"fp32", DType::kFloat32}, {"bf16", DType::kBFloat16}, {"auto", DType::kAuto}};
+const Choices<std::string> kWeightChoices = {{"auto", "auto"}, {"ema", "ema"}, {"raw", "raw"}};
 const Choices<DeviceKind> kDevices = {
     {"cpu", DeviceKind::kCpu}, {"cuda", DeviceKind::kCuda}, {"auto", DeviceKind::kAuto}};
 const Choices<std::string> kPresets = {{"", ""}, {"2b", "2b"}, {"5b", "5b"}};
@@ -70,9 +71,15 @@ void visit_fields(V& v, TinyModelConfig& c) {
 
 template <typename V>
 void visit_fields(V& v, ModelConfig& c) {
-  v.field("path", c.path, "diffusers pipeline or transformer folder; empty = model.preset or random model.tiny");
+  v.field("path", c.path,
+          "diffusers pipeline or transformer folder, or a t4g run's export/ or checkpoints/step_N folder (backbone, "
+          "adapters and refiner together); empty = model.preset or random model.tiny");
   v.choice("preset", c.preset, kPresets, "with no path: random weights at a released size (2b, 5b), else model.tiny");
-  v.choice("dtype", c.dtype, kDTypes, "compute dtype");
+  v.choice("dtype", c.dtype, kDTypes,
+           "compute dtype; auto = bf16 on CUDA (a trained model: the dtype it trained in), fp32 on the CPU");
+  v.choice("weights", c.weights, kWeightChoices,
+           "which weights of a trained model (model.path an export or checkpoint): auto = EMA when the run kept "
+           "them, ema, raw");
   v.choice("device", c.device, kDevices, "where to run; auto = cuda when available");
   v.field("gradient_checkpointing", c.gradient_checkpointing, "recompute each block in backward to save memory");
   v.field("checkpoint_keep_attention", c.checkpoint_keep_attention,
@@ -606,6 +613,11 @@ Config parse_config(const std::string& yaml_text, const std::string& source,
   Reader reader(root, source, "", &overridden);
   visit_fields(reader, config);
   reader.reject_unknown();
+  // The tiny model is made for the clips it trains on: its sample size (what sampling, tracking
+  // and analysis default to) is data.* rather than keys of its own that could disagree.
+  config.model.tiny.sample_frames = config.data.frames;
+  config.model.tiny.sample_height = config.data.height;
+  config.model.tiny.sample_width = config.data.width;
   validate(config, source);
   return config;
 }
@@ -697,7 +709,9 @@ std::string config_reference() {
   return "| key | type | default | allowed | description |\n| --- | --- | --- | --- | --- |\n" + doc.rows;
 }
 
-std::string to_string(DType dtype) { return dtype == DType::kBFloat16 ? "bf16" : "fp32"; }
+std::string to_string(DType dtype) {
+  return dtype == DType::kBFloat16 ? "bf16" : dtype == DType::kAuto ? "auto" : "fp32";
+}
 std::string to_string(DeviceKind device) {
   switch (device) {
     case DeviceKind::kCpu:

@@ -11,7 +11,7 @@
 
 namespace t4g {
 
-enum class DType { kFloat32, kBFloat16 };  // compute dtype
+enum class DType { kFloat32, kBFloat16, kAuto };  // compute dtype; kAuto: bf16 on CUDA, fp32 on the CPU
 enum class DeviceKind { kCpu, kCuda, kAuto };  // kAuto: cuda when available, else cpu
 
 // `run`: what this job is called, where it writes, how it seeds.
@@ -33,13 +33,20 @@ struct TinyModelConfig {
   bool use_rotary_positional_embeddings = false;  // 5B form (3D RoPE) instead of 2B (sincos)
   int64_t text_tokens = 16;          // text sequence length (the real models use 226)
   int64_t vae_channels = 8;          // width of the tiny VAE's first block (blocks: c, c, 2c, 2c)
+  // Not keys: parse_config sets them to data.frames / height / width (the size the tiny model is
+  // trained at and that commands default to; it becomes its config's sample size).
+  int64_t sample_frames = 9;
+  int64_t sample_height = 64;
+  int64_t sample_width = 96;
 };
 
 // `model`: which transformer, in what precision, where.
 struct ModelConfig {
-  std::string path;                 // diffusers pipeline or transformer folder; empty = model.preset or model.tiny
+  std::string path;                 // diffusers pipeline or transformer folder, or a t4g run's export/ or
+                                    // checkpoint folder (models/trained_model.h); empty = model.preset or model.tiny
   std::string preset;               // "" | 2b | 5b: random weights at a released size (benchmarks, memory planning)
-  DType dtype = DType::kFloat32;    // compute dtype: fp32 | bf16
+  DType dtype = DType::kAuto;       // compute dtype: fp32 | bf16 | auto (bf16 on CUDA, a trained model's own; fp32 on CPU)
+  std::string weights = "auto";     // a trained model's weights: auto (EMA when kept) | ema | raw
   DeviceKind device = DeviceKind::kAuto;  // cpu | cuda | auto
   bool gradient_checkpointing = false;  // recompute each block in backward
   bool checkpoint_keep_attention = false;  // ... but keep each block's attention output (faster, more memory)

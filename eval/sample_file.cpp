@@ -81,7 +81,8 @@ PromptEmbeddings prompt_embeddings_for(const SampleFileOptions& options, const M
     T4G_CHECK_CTX(!components.has_random_weights(), ctx, "text prompts need a text encoder, and ", components.source,
                   " has none (use --prompt-embeds, or nothing for empty prompts)");
     // T5 in the transformer's compute dtype on its device, as the pipeline casts the embeddings.
-    TextEncoder encoder = TextEncoder::load(components.source, components.device, components.dtype);
+    TextEncoder encoder = TextEncoder::load(components.text_root.empty() ? components.source : components.text_root,
+                                            components.device, components.dtype);
     if (!options.text_cache.empty()) encoder.enable_cache(options.text_cache);
     const int64_t length = components.transformer->config().max_text_seq_length;
     PromptEmbeddings prompts;

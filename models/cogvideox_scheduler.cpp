@@ -66,6 +66,32 @@ SchedulerConfig read_scheduler_config(const std::string& path) {
   return c;
 }
 
+Json scheduler_config_to_json(const SchedulerConfig& c) {
+  const char* prediction = c.prediction_type == PredictionType::kVPrediction ? "v_prediction"
+                           : c.prediction_type == PredictionType::kEpsilon   ? "epsilon"
+                                                                              : "sample";
+  const char* spacing = c.timestep_spacing == TimestepSpacing::kTrailing   ? "trailing"
+                        : c.timestep_spacing == TimestepSpacing::kLinspace ? "linspace"
+                                                                           : "leading";
+  // The keys of diffusers' CogVideoXDDIMScheduler / CogVideoXDPMScheduler __init__ (0.42.1).
+  return Json{{"_class_name", c.class_name},
+              {"_diffusers_version", "0.42.1"},
+              {"beta_end", c.beta_end},
+              {"beta_schedule", c.beta_schedule},
+              {"beta_start", c.beta_start},
+              {"clip_sample", false},
+              {"clip_sample_range", 1.0},
+              {"num_train_timesteps", c.num_train_timesteps},
+              {"prediction_type", prediction},
+              {"rescale_betas_zero_snr", c.rescale_betas_zero_snr},
+              {"sample_max_value", 1.0},
+              {"set_alpha_to_one", c.set_alpha_to_one},
+              {"snr_shift_scale", c.snr_shift_scale},
+              {"steps_offset", c.steps_offset},
+              {"timestep_spacing", spacing},
+              {"trained_betas", nullptr}};
+}
+
 CogVideoXScheduler::CogVideoXScheduler(SchedulerConfig config) : config_(std::move(config)) {
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   const int64_t n = config_.num_train_timesteps;

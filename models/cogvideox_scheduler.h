@@ -7,6 +7,8 @@
 
 #include <torch/torch.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -35,6 +37,8 @@ struct SchedulerConfig {
 // Reads a diffusers scheduler_config.json; unknown classes and unsupported options are errors
 // naming the file and key.
 SchedulerConfig read_scheduler_config(const std::string& path);
+// The config as diffusers writes scheduler_config.json (read_scheduler_config reads it back).
+nlohmann::json scheduler_config_to_json(const SchedulerConfig& config);
 
 // Output of one sampling step.
 struct StepOutput {

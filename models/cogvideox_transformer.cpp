@@ -545,9 +545,16 @@ TransformerOutput CogVideoXTransformer3DModelImpl::forward(const torch::Tensor& 
     }
     std::tie(hidden, encoder) = run_block(i, hidden, encoder, emb, call);
     if (probes.hidden_layers.count(i) != 0) result.captured.hidden[i] = hidden;
-    const auto hook = probes.residual_hooks.find(i);
-    if (hook != probes.residual_hooks.end()) {
-      const auto add = hook->second(hidden, grid);
+    // The call's hook, else the model's own residual (not after the last block of an early stop).
+    const ResidualHook* hook = nullptr;
+    if (const auto it = probes.residual_hooks.find(i); it != probes.residual_hooks.end()) {
+      hook = &it->second;
+    } else if (const auto own = block_residuals_.find(i);
+               own != block_residuals_.end() && !((probes.stop_after_last_capture || options.last_block >= 0) && i == last_layer)) {
+      hook = &own->second;
+    }
+    if (hook != nullptr) {
+      const auto add = (*hook)(hidden, grid);
       T4G_CHECK(add.sizes() == hidden.sizes(), "residual hook at layer ", i, " returned ", add.sizes(), ", expected ",
                 hidden.sizes());
       hidden = hidden + add.to(hidden.scalar_type());
@@ -571,6 +578,15 @@ TransformerOutput CogVideoXTransformer3DModelImpl::forward(const torch::Tensor& 
                         .flatten(1, 2);
   }
   return result;
+}
+
+void CogVideoXTransformer3DModelImpl::set_block_residual(int64_t block, ResidualHook hook) {
+  T4G_CHECK(block >= 0 && block < config_.num_layers, "residual block ", block, " outside [0, ", config_.num_layers, ")");
+  if (hook) {
+    block_residuals_[block] = std::move(hook);
+  } else {
+    block_residuals_.erase(block);
+  }
 }
 
 void init_random_weights(torch::nn::Module& module, uint64_t seed, double std) {

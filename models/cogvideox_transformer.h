@@ -199,6 +199,15 @@ class CogVideoXTransformer3DModelImpl : public torch::nn::Module {
   bool gradient_checkpointing() const { return gradient_checkpointing_; }
   bool checkpoint_keeps_attention() const { return checkpoint_keeps_attention_; }
 
+  // Residuals that are part of the model (a trained model's refiner: proj(refiner(block output)),
+  // models/trained_model.h): every forward adds hook(video output of block L) after block L, as
+  // training added it, unless the call's probes give a residual hook for the same block (training
+  // itself, which keeps the refined map). An empty hook removes the block's residual. A forward
+  // that stops early (stop_after_last_capture, last_block) skips the residual of its last block, whose output
+  // nothing reads.
+  void set_block_residual(int64_t block, ResidualHook hook);
+  const std::map<int64_t, ResidualHook>& block_residuals() const { return block_residuals_; }
+
   const CogVideoXTransformerConfig& config() const { return config_; }
   // Token grid of latents [B, F, C, H, W] under this config.
   TokenGrid token_grid(int64_t frames, int64_t height, int64_t width) const;
@@ -221,6 +230,7 @@ class CogVideoXTransformer3DModelImpl : public torch::nn::Module {
   std::vector<CogVideoXBlock> blocks_;
   bool gradient_checkpointing_ = false;
   bool checkpoint_keeps_attention_ = false;
+  std::map<int64_t, ResidualHook> block_residuals_;
 };
 TORCH_MODULE(CogVideoXTransformer3DModel);
 

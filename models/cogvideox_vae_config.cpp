@@ -131,6 +131,34 @@ CogVideoXVaeConfig parse_vae_config(const JsonObject& json) {
   return c;
 }
 
+Json vae_config_to_json(const CogVideoXVaeConfig& c) {
+  const size_t blocks = c.block_out_channels.size();
+  // Every key of diffusers' AutoencoderKLCogVideoX __init__ (0.42.1), as save_pretrained writes them.
+  return Json{{"_class_name", "AutoencoderKLCogVideoX"},
+              {"_diffusers_version", "0.42.1"},
+              {"act_fn", "silu"},
+              {"block_out_channels", c.block_out_channels},
+              {"down_block_types", std::vector<std::string>(blocks, "CogVideoXDownBlock3D")},
+              {"force_upcast", true},
+              {"in_channels", c.in_channels},
+              {"invert_scale_latents", c.invert_scale_latents},
+              {"latent_channels", c.latent_channels},
+              {"latents_mean", nullptr},
+              {"latents_std", nullptr},
+              {"layers_per_block", c.layers_per_block},
+              {"norm_eps", c.norm_eps},
+              {"norm_num_groups", c.norm_num_groups},
+              {"out_channels", c.out_channels},
+              {"sample_height", c.sample_height},
+              {"sample_width", c.sample_width},
+              {"scaling_factor", c.scaling_factor},
+              {"shift_factor", nullptr},
+              {"temporal_compression_ratio", c.temporal_compression_ratio},
+              {"up_block_types", std::vector<std::string>(blocks, "CogVideoXUpBlock3D")},
+              {"use_post_quant_conv", false},
+              {"use_quant_conv", false}};
+}
+
 CogVideoXVaeConfig read_vae_config(const std::string& path) { return parse_vae_config(JsonObject::from_file(path)); }
 
 }  // namespace t4g

@@ -38,6 +38,8 @@ struct CogVideoXVaeConfig {
 // use_quant_conv / use_post_quant_conv (no released CogVideoX VAE has them). shift_factor,
 // latents_mean/std and force_upcast are not used by the CogVideoX pipelines and are ignored.
 CogVideoXVaeConfig parse_vae_config(const JsonObject& json);
+// The config as diffusers writes vae/config.json (parse_vae_config reads it back).
+Json vae_config_to_json(const CogVideoXVaeConfig& config);
 // Reads vae/config.json.
 CogVideoXVaeConfig read_vae_config(const std::string& path);
 // The same checks on a config built in code; `source` names it in errors.

@@ -11,6 +11,7 @@
 #include "common/shape_string.h"
 #include "models/cogvideox_io.h"
 #include "models/diffusers_layout.h"
+#include "models/trained_model.h"
 
 namespace t4g {
 namespace {
@@ -78,7 +79,30 @@ torch::Device resolve_device(DeviceKind kind, int cuda_index) {
                                      : torch::Device(torch::kCPU);
 }
 
-torch::ScalarType to_scalar_type(DType dtype) { return dtype == DType::kBFloat16 ? torch::kBFloat16 : torch::kFloat32; }
+torch::ScalarType resolve_dtype(DType dtype, const torch::Device& device) {
+  switch (dtype) {
+    case DType::kBFloat16: return torch::kBFloat16;
+    case DType::kFloat32: return torch::kFloat32;
+    case DType::kAuto: break;
+  }
+  return device.is_cuda() ? torch::kBFloat16 : torch::kFloat32;
+}
+
+ModelSampleSize model_sample_size(const ModelComponents& components) {
+  T4G_CHECK(!components.transformer.is_empty(), "the model's sample size comes from its transformer config");
+  const CogVideoXTransformerConfig& c = components.transformer->config();
+  const int64_t spatial = components.vae ? components.vae->config().spatial_compression() : 8;
+  return ModelSampleSize{c.sample_frames, c.sample_height * spatial, c.sample_width * spatial};
+}
+
+void warn_if_untrained_size(const ModelComponents& components, int64_t frames, int64_t height, int64_t width,
+                            const std::string& what) {
+  const ModelSampleSize own = model_sample_size(components);
+  if (height == own.height && width == own.width && (frames <= 0 || frames == own.frames)) return;
+  T4G_WARN(what, ": ", frames > 0 ? std::to_string(frames) + " x " : std::string(), height, " x ", width,
+           " is not the size ", components.source, " was trained at (", own.frames, " x ", own.height, " x ", own.width,
+           "); it runs, but quality there is untested");
+}
 
 CogVideoXTransformerConfig tiny_transformer_config(const TinyModelConfig& tiny) {
   CogVideoXTransformerConfig c;
@@ -91,10 +115,11 @@ CogVideoXTransformerConfig tiny_transformer_config(const TinyModelConfig& tiny) 
   c.time_embed_dim = tiny.time_embed_dim;
   c.max_text_seq_length = tiny.text_tokens;
   c.use_rotary_positional_embeddings = tiny.use_rotary_positional_embeddings;
-  // The sin-cos table is rebuilt for whatever grid the input has; these only set its default size.
-  c.sample_height = 8;
-  c.sample_width = 12;
-  c.sample_frames = 9;
+  // The size it trains at (the recipe's data size): what commands default to. The sin-cos table
+  // is rebuilt for whatever grid the input has.
+  c.sample_height = tiny.sample_height / 8;
+  c.sample_width = tiny.sample_width / 8;
+  c.sample_frames = tiny.sample_frames;
   c.validate("model.tiny");
   return c;
 }
@@ -106,21 +131,31 @@ CogVideoXVaeConfig tiny_vae_config(const TinyModelConfig& tiny) {
   c.layers_per_block = 1;
   c.norm_num_groups = 4;
   c.latent_channels = tiny.in_channels;
-  c.sample_height = 64;
-  c.sample_width = 96;
+  c.sample_height = tiny.sample_height;
+  c.sample_width = tiny.sample_width;
   c.scaling_factor = 1.0;
   validate_vae_config(c, "model.tiny");
   return c;
 }
 
 ModelComponents load_model_components(const ModelConfig& config, uint64_t seed, const ComponentRequest& request) {
+  if (trained_folder_kind(config.path) != TrainedFolderKind::kNone) {
+    ModelComponents m = load_trained_model(config, request);
+    if (!request.refiner && m.refiner) attach_refiner(m, nullptr);
+    return m;
+  }
+  return load_base_model_components(config, seed, request);
+}
+
+ModelComponents load_base_model_components(const ModelConfig& config, uint64_t seed, const ComponentRequest& request) {
   ModelComponents m;
   m.device = resolve_device(config.device, request.cuda_index);
-  m.dtype = to_scalar_type(config.dtype);
+  m.dtype = resolve_dtype(config.dtype, m.device);
   if (config.path.empty() && !config.preset.empty()) {
     // Released size, random weights: for benchmarks and memory planning. The VAE is the 2B/5B one
     // (their architectures are equal; only the scaling factor differs).
     m.source = "preset:" + config.preset;
+    m.random_weights = true;
     if (request.transformer) {
       m.transformer = CogVideoXTransformer3DModel(cogvideox_preset(config.preset));
       m.transformer->to(m.device, m.dtype);
@@ -146,6 +181,7 @@ ModelComponents load_model_components(const ModelConfig& config, uint64_t seed, 
   }
   if (config.path.empty()) {
     m.source = "tiny";
+    m.tiny = m.random_weights = true;
     m.text_tokens = config.tiny.text_tokens;
     m.text_embed_dim = config.tiny.text_embed_dim;
     if (request.transformer) {
@@ -167,6 +203,7 @@ ModelComponents load_model_components(const ModelConfig& config, uint64_t seed, 
   m.source = config.path;
   const DiffusersLayout layout = resolve_diffusers_layout(config.path);
   const bool pipeline = layout.kind == DiffusersLayoutKind::kPipeline;
+  if (pipeline) m.text_root = config.path;
   if (request.transformer) {
     TransformerLoadOptions load;
     load.dtype = m.dtype;

@@ -14,6 +14,7 @@
 #include "models/cogvideox_scheduler.h"
 #include "models/cogvideox_transformer.h"
 #include "models/cogvideox_vae.h"
+#include "models/refiner.h"
 
 namespace t4g {
 
@@ -21,29 +22,52 @@ namespace t4g {
 struct ComponentRequest {
   bool transformer = true;
   bool vae = true;
-  int cuda_index = 0;  // which GPU when the device is CUDA (one process per GPU: LOCAL_RANK)
+  bool refiner = true;  // a trained model's refiner (models/trained_model.h); false = its backbone alone
+  int cuda_index = 0;   // which GPU when the device is CUDA (one process per GPU: LOCAL_RANK)
 };
 
 // A loaded model. `vae` is null when not requested. Modules are in eval mode with frozen
-// parameters; the caller decides what trains.
+// parameters; the caller decides what trains. A trained t4g model also has its refiner, whose
+// residual the transformer adds after the refiner's block on every forward (attach_refiner).
 struct ModelComponents {
   CogVideoXTransformer3DModel transformer{nullptr};
   AutoencoderKLCogVideoX vae{nullptr};
   CogVideoXScheduler scheduler;
-  std::string source;                     // model.path, or "tiny"
+  Refiner refiner{nullptr};               // attached to the transformer; null for a plain backbone
+  std::string source;                     // model.path, "tiny" or "preset:2b"/"preset:5b"
+  std::string text_root;                  // folder holding text_encoder/ and tokenizer/ ("" = none)
+  bool tiny = false;                      // the random tiny model (or a model trained from it)
+  bool random_weights = false;            // tiny or preset base: no text encoder, prompts are zeros
+  std::string weights;                    // a trained model's: "ema" or "raw" ("" for a plain model)
   torch::Device device = torch::kCPU;     // where the modules live
   torch::ScalarType dtype = torch::kFloat32;  // compute dtype
   int64_t text_tokens = 226;              // text sequence length the model expects
   int64_t text_embed_dim = 4096;          // width of the text embeddings
 
   // The tiny stand-ins have no text encoder (their prompts are empty); presets neither.
-  bool is_tiny() const { return source == "tiny"; }
-  bool has_random_weights() const { return source == "tiny" || source.rfind("preset:", 0) == 0; }
+  bool is_tiny() const { return tiny; }
+  bool has_random_weights() const { return random_weights; }
 };
+
+// The size a model is made for: its config's sample size (CogVideoX 1.0: 49 x 480 x 720, 1.5:
+// 81 x 768 x 1360; the tiny model: the recipe's data size), which sampling, tracking and analysis
+// default to.
+struct ModelSampleSize {
+  int64_t frames = 0;
+  int64_t height = 0;  // pixels
+  int64_t width = 0;   // pixels
+};
+ModelSampleSize model_sample_size(const ModelComponents& components);
+
+// One warning line when `height` x `width` (and `frames` when > 0) is not the size the model was
+// trained at: it runs (positions are rebuilt for the grid), but quality is untested there.
+void warn_if_untrained_size(const ModelComponents& components, int64_t frames, int64_t height, int64_t width,
+                            const std::string& what);
 
 // kAuto -> CUDA when available, else CPU. kCuda without a GPU is an error naming model.device.
 torch::Device resolve_device(DeviceKind kind, int cuda_index = 0);
-torch::ScalarType to_scalar_type(DType dtype);
+// kAuto -> bf16 on CUDA, fp32 on the CPU (the CPU has no fast bf16 path).
+torch::ScalarType resolve_dtype(DType dtype, const torch::Device& device);
 
 // The tiny transformer and VAE configs a recipe's model.tiny describes (2B form unless RoPE is on;
 // the VAE has 4 blocks, so 8x spatial and 4x temporal compression like the real one).
@@ -51,9 +75,14 @@ CogVideoXTransformerConfig tiny_transformer_config(const TinyModelConfig& tiny);
 CogVideoXVaeConfig tiny_vae_config(const TinyModelConfig& tiny);
 
 // Builds or loads what `request` asks for. model.path: a diffusers pipeline root (transformer/,
-// vae/, scheduler/) or, for the transformer alone, a transformer folder. Empty path: tiny random
-// modules seeded from `seed` (same seed, same weights) and the 2B scheduler defaults.
+// vae/, scheduler/), for the transformer alone a transformer folder, or a trained t4g model (a
+// run's export/ or checkpoint folder: models/trained_model.h, which ignores `seed`). Empty path:
+// tiny random modules seeded from `seed` (same seed, same weights) and the 2B scheduler defaults.
 ModelComponents load_model_components(const ModelConfig& config, uint64_t seed, const ComponentRequest& request = {});
+
+// The same for everything but trained t4g models (what a trained model's base is loaded with).
+ModelComponents load_base_model_components(const ModelConfig& config, uint64_t seed,
+                                           const ComponentRequest& request = {});
 
 // uint8 frames [B, F, H, W, 3] RGB (data/ layout) -> the VAE's input [B, 3, F, H, W] in [-1, 1],
 // on `device` in `dtype`.

@@ -159,6 +159,13 @@ ResidualHook RefinerImpl::residual_hook(std::shared_ptr<RefinedFeatures> out) {
   };
 }
 
+ResidualHook RefinerImpl::inference_residual() {
+  auto self = std::dynamic_pointer_cast<RefinerImpl>(shared_from_this());
+  return [self](const torch::Tensor& video_hidden, const TokenGrid& grid) {
+    return self->project(self->forward(video_hidden, grid), video_hidden.size(0), grid);
+  };
+}
+
 void RefinerImpl::install(ProbeOptions& probes, std::shared_ptr<RefinedFeatures> out) {
   probes.residual_hooks[config_.block] = residual_hook(std::move(out));
 }

@@ -85,6 +85,11 @@ class RefinerImpl : public torch::nn::Module {
   // every forward that runs the hook; the trainer reads it after the transformer forward.
   ResidualHook residual_hook(std::shared_ptr<RefinedFeatures> out);
 
+  // The same residual for inference, keeping nothing: proj(forward(video tokens)). What a trained
+  // model's transformer adds after the block on every forward (models/trained_model.h
+  // attach_refiner), so sampling, transfer and evaluation run the network that was trained.
+  ResidualHook inference_residual();
+
   // Sets probes.residual_hooks[config().block] = residual_hook(out).
   void install(ProbeOptions& probes, std::shared_ptr<RefinedFeatures> out);
 

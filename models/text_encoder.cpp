@@ -297,14 +297,14 @@ torch::Tensor empty_prompt_embedding(const ModelComponents& components, const st
     T4G_CHECK_CTX(t.dim() == 3 && t.size(0) == 1 && t.size(2) == dim, ctx, "the empty-prompt embedding does not fit the model");
     return t.to(options);
   }
-  const std::string& root = components.source;
-  if (!components.has_random_weights() && is_directory(path_join(root, "text_encoder")) &&
+  const std::string& root = components.text_root;
+  if (!components.has_random_weights() && !root.empty() && is_directory(path_join(root, "text_encoder")) &&
       is_directory(path_join(root, "tokenizer"))) {
     TextEncoder encoder = TextEncoder::load(root, components.device, components.dtype);
     return encoder.encode({""}, components.text_tokens).to(options);
   }
   if (!components.has_random_weights()) {
-    T4G_WARN("no text_encoder/ and tokenizer/ in ", root, ": zeros stand in for T5(\"\") (pass an embedding file for ",
+    T4G_WARN("no text_encoder/ and tokenizer/ in ", root.empty() ? components.source : root, ": zeros stand in for T5(\"\") (pass an embedding file for ",
              "the reference's conditioning)");
   }
   return torch::zeros({1, components.text_tokens, dim}, options);

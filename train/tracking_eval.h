@@ -28,10 +28,11 @@ std::map<std::string, double> evaluate_model_tracking(const Config& config, Trai
                                                       const std::string& heldout, int rank = 0, int world_size = 1,
                                                       Communicator* comm = nullptr);
 
-// VBench dimensions of eval.vbench_videos videos sampled from the current backbone (empty prompt,
-// eval.sample_steps steps, without the refiner's residual: the model as diffusers loads the
-// export): "vbench/temporal_flickering", plus "vbench/subject_consistency" with eval.dino. Videos
-// are split over ranks. Empty when eval.vbench_videos is 0.
+// VBench dimensions of eval.vbench_videos videos sampled from the model being trained (empty
+// prompt, eval.sample_steps steps, the refiner's residual applied as in training, i.e. what
+// `t4g sample` and t4g_diffusers.py give for the export): "vbench/temporal_flickering", plus
+// "vbench/subject_consistency" with eval.dino. Videos are split over ranks. Empty when
+// eval.vbench_videos is 0.
 std::map<std::string, double> evaluate_model_vbench(const Config& config, TrainingModel& model, int rank = 0,
                                                     int world_size = 1, Communicator* comm = nullptr);
 

@@ -17,6 +17,7 @@
 #include "data/loader.h"
 #include "models/lora.h"
 #include "models/text_encoder.h"
+#include "models/trained_model.h"
 #include "models/trainable.h"
 #include "train/checkpoint.h"
 #include "train/communicator.h"
@@ -37,22 +38,7 @@ constexpr uint64_t kStreamNoise = 1;     // timesteps and noise of the diffusion
 constexpr uint64_t kStreamQueries = 2;   // correspondence query sampling
 constexpr uint64_t kStreamGlobal = 3;    // torch's global generator (dropout) per step
 constexpr uint64_t kStreamLora = 4;      // LoRA initialisation
-constexpr uint64_t kStreamModel = 6;     // tiny model weights
-
-RefinerConfig refiner_config(const Config& c, int64_t num_layers) {
-  RefinerConfig r;
-  r.block = c.refiner.block < 0 ? default_refiner_block(num_layers) : c.refiner.block;
-  r.layers = c.refiner.layers;
-  r.conv = parse_refiner_conv(c.refiner.conv);
-  r.kernel = c.refiner.kernel;
-  ErrorContext ctx;
-  ctx.key = "refiner.block";
-  ctx.expected = "0.." + std::to_string(num_layers - 1);
-  ctx.got = std::to_string(r.block);
-  T4G_CHECK_CTX(r.block < num_layers, ctx, "the refiner's block is not a block of the model");
-  r.validate();
-  return r;
-}
+// Stream 6 draws the random base weights (tiny model, presets): models/trained_model.h base_model_seed.
 
 LoraConfig lora_config(const Config& c) {
   LoraConfig l;
@@ -124,34 +110,6 @@ data::LoaderPosition convert_loader_position(const CheckpointState& saved, int64
   return p;
 }
 
-// Exports what trained: the backbone in diffusers layout (when it trained), LoRA adapters in PEFT
-// and diffusers layouts, the refiner in its own file. Written into a temporary folder and renamed.
-std::string export_model(const Config& c, TrainingModel& m, const torch::Tensor& master) {
-  const std::string final_dir = path_join(c.run.out_dir, "export");
-  const std::string tmp = final_dir + ".tmp";
-  remove_all(tmp);
-  make_dirs(tmp);
-  m.params.scatter_values(master, 0, m.params.numel());
-  auto& transformer = *m.components.transformer;
-  if (c.train.trainable == "full" || c.train.trainable == "blocks") {
-    const std::string dir = path_join(tmp, "transformer");
-    make_dirs(dir);
-    std::map<std::string, torch::Tensor> tensors;
-    for (const auto& item : transformer.named_parameters()) tensors[item.key()] = item.value().detach();
-    for (const auto& item : transformer.named_buffers()) tensors[item.key()] = item.value().detach();
-    save_sharded_safetensors(dir, "diffusion_pytorch_model", tensors, 10ull * 1000 * 1000 * 1000);  // diffusers' 10GB
-    write_file_atomically(path_join(dir, "config.json"),
-                          cogvideox_transformer_config_to_json(transformer.config()).dump(2) + "\n");
-  } else if (c.train.trainable == "lora") {
-    save_lora_peft(path_join(tmp, "lora"), transformer, lora_config(c));
-    save_lora_diffusers(path_join(tmp, "lora"), transformer, lora_config(c));
-  }
-  if (m.refiner) save_refiner(path_join(tmp, "refiner.safetensors"), m.refiner);
-  remove_all(final_dir);
-  rename_path(tmp, final_dir);
-  return final_dir;
-}
-
 }  // namespace
 
 TrainResult train(const Config& c, const TrainOptions& options) {
@@ -179,8 +137,17 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     ComponentRequest request;
     // The VAE encodes frames when the shards carry no latents, and the held-out videos for tracking.
     request.vae = !all_latents || c.data.latents == "never" || (!options.evaluate && options.track_eval);
+    // A random tiny base is exported as a whole pipeline, VAE included (models/trained_model.h).
+    if (c.model.path.empty() && c.model.preset.empty()) request.vae = true;
     request.cuda_index = env.local_rank;
-    m.components = load_model_components(c.model, derive_seed(seed, {kStreamModel}), request);
+    ErrorContext ctx;
+    ctx.file = c.model.path;
+    ctx.key = "model.path";
+    ctx.expected = "a diffusers pipeline (the base to fine-tune)";
+    T4G_CHECK_CTX(trained_folder_kind(c.model.path) == TrainedFolderKind::kNone, ctx,
+                  "model.path is a model t4g trained (an export or checkpoint): continue its run with --resume, or "
+                  "start a new one from its base pipeline");
+    m.components = load_model_components(c.model, base_model_seed(c.run.seed), request);
   }
   auto& transformer = m.components.transformer;
   const int64_t num_layers = transformer->config().num_layers;
@@ -192,9 +159,11 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   to.blocks = c.train.trainable_blocks;
   NamedParameters trainable = set_trainable(*transformer, to);
   if (c.refiner.enabled) {
-    m.refiner = Refiner(refiner_config(c, num_layers), transformer->config().inner_dim());
+    m.refiner = Refiner(refiner_config_from_recipe(c.refiner, num_layers), transformer->config().inner_dim());
     m.refiner->to(m.components.device, m.components.dtype);
     for (const auto& item : m.refiner->named_parameters()) trainable.emplace_back("refiner." + item.key(), item.value());
+    // Part of the model from now on: evaluation samples (VBench) run the network being trained.
+    attach_refiner(m.components, m.refiner);
   }
   for (auto& [name, p] : trainable) p.set_requires_grad(true);
   m.params = FlatParameters(trainable);
@@ -428,7 +397,14 @@ TrainResult train(const Config& c, const TrainOptions& options) {
     const FullOptimizerState full = opt.gather_state(0);  // collective; full tensors on rank 0
     if (main_rank) {
       // Export the EMA weights when EMA is on (what one would ship), else the trained ones.
-      result.export_dir = export_model(c, m, full.ema.defined() ? full.ema : full.master);
+      m.params.scatter_values(full.ema.defined() ? full.ema : full.master, 0, m.params.numel());
+      TrainedModelExport what;
+      what.dir = path_join(c.run.out_dir, "export");
+      what.recipe = c;
+      what.weights = full.ema.defined() ? "ema" : "raw";
+      what.step = step;
+      save_trained_model(m.components, what);
+      result.export_dir = what.dir;
       m.params.scatter_values(full.master, 0, m.params.numel());
       T4G_INFO("train: exported to ", result.export_dir);
     }

@@ -33,7 +33,8 @@ TEST(Config, EmbeddedTinyParsesAndMatchesDefaults) {
 TEST(Config, MissingKeysKeepDefaults) {
   const Config c = parse_config(kMinimal, "recipe.yaml");
   EXPECT_EQ(c.data.height, DataConfig{}.height);
-  EXPECT_EQ(c.model.dtype, DType::kFloat32);
+  EXPECT_EQ(c.model.dtype, DType::kAuto);  // bf16 on CUDA, fp32 on the CPU (models/model_components.h)
+  EXPECT_EQ(c.model.weights, "auto");
 }
 
 TEST(Config, ReadsEveryType) {
@@ -67,7 +68,7 @@ TEST(Config, WrongTypeNamesExpectedAndGot) {
   EXPECT_EQ(parse_error(std::string(kMinimal) + "data: [1, 2]\n"),
             "recipe.yaml:4: data: wrong type (expected a mapping of keys, got a list)");
   EXPECT_EQ(parse_error(std::string(kMinimal) + "model:\n  dtype: fp64\n"),
-            "recipe.yaml:5: model.dtype: not an allowed value (expected one of fp32|bf16, got fp64)");
+            "recipe.yaml:5: model.dtype: not an allowed value (expected one of fp32|bf16|auto, got fp64)");
 }
 
 TEST(Config, MissingRequiredKey) {

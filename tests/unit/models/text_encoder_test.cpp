@@ -145,7 +145,8 @@ TEST(TextEncoder, Bf16EncodeIsBf16) {
 // a given file ([L, D] or [1, L, D]), zeros for random-weight models; bad files name the tensor.
 TEST(EmptyPromptEmbedding, FromTheFolderAFileOrZeros) {
   ModelComponents c;
-  c.source = root();  // a pipeline root with text_encoder/ and tokenizer/
+  c.source = root();
+  c.text_root = root();  // a pipeline root with text_encoder/ and tokenizer/
   c.text_tokens = 12;
   c.text_embed_dim = 32;
   const auto t5 = empty_prompt_embedding(c);
@@ -168,6 +169,8 @@ TEST(EmptyPromptEmbedding, FromTheFolderAFileOrZeros) {
   EXPECT_THROW(empty_prompt_embedding(c, dir.file("two.safetensors")), Error);
 
   c.source = "tiny";
+  c.tiny = c.random_weights = true;
+  c.text_root.clear();
   EXPECT_TRUE(torch::equal(empty_prompt_embedding(c), torch::zeros({1, 12, 32})));
 }
 

@@ -7,7 +7,9 @@
 
 #include "common/config.h"
 #include "common/fs.h"
+#include "common/json.h"
 #include "common/safetensors.h"
+#include "models/model_components.h"
 #include "tests/testing.h"
 #include "train/checkpoint.h"
 
@@ -77,7 +79,73 @@ TEST(Trainer, RefinerOnlyLeavesTheBackboneAndExportsTheRefiner) {
   const auto weights = load_checkpoint(r.last_checkpoint).tensors.weights;
   for (const auto& [name, t] : weights) EXPECT_EQ(name.rfind("refiner.", 0), 0u) << name;
   EXPECT_TRUE(is_regular_file(path_join(r.export_dir, "refiner.safetensors")));
-  EXPECT_FALSE(path_exists(path_join(r.export_dir, "transformer")));
+  // A random tiny base exists nowhere else, so its (untrained) backbone is exported beside the
+  // refiner; a real base would be named in t4g_model.json instead (models/trained_model.h).
+  EXPECT_TRUE(is_regular_file(path_join(r.export_dir, "transformer/config.json")));
+  EXPECT_EQ(read_json(path_join(r.export_dir, "t4g_model.json"))["trainable"], "refiner");
+}
+
+ModelComponents load_cpu(const std::string& path, const std::string& weights = "auto") {
+  ModelConfig m;
+  m.path = path;
+  m.device = DeviceKind::kCpu;
+  m.weights = weights;
+  return load_model_components(m, 0);
+}
+
+torch::Tensor forward_of(ModelComponents& c) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(5);
+  const auto x = torch::randn({1, 3, c.transformer->config().in_channels, 8, 12});
+  const auto text = torch::randn({1, c.text_tokens, c.text_embed_dim});
+  return c.transformer->forward(x, text, torch::full({1}, 300, torch::kLong)).sample;
+}
+
+// What the user runs is what was trained: the export (EMA weights, the run kept them) and the last
+// checkpoint read with model.weights=ema are the same network, the raw weights another one, and
+// both carry the refiner; during training the evaluation hook sees the refiner attached (so the
+// VBench samples include its residual).
+TEST(Trainer, ExportAndCheckpointLoadAsTheTrainedModel) {
+  testing::TempDir dir;
+  TrainOptions o = quiet();
+  int64_t residual_blocks = -1;
+  o.evaluate = [&](TrainingModel& m, int64_t) {
+    residual_blocks = static_cast<int64_t>(m.components.transformer->block_residuals().size());
+    return std::map<std::string, double>{};
+  };
+  const TrainResult r = train(tiny_run(dir.path(), {"train.steps=3", "train.trainable=blocks",
+                                                    "train.trainable_blocks=[0]", "train.lr=1e-2"}),
+                              o);
+  EXPECT_EQ(residual_blocks, 1);
+  ModelComponents exported = load_cpu(r.export_dir);
+  ModelComponents ema = load_cpu(r.last_checkpoint, "ema");
+  ModelComponents raw = load_cpu(r.last_checkpoint, "raw");
+  ModelComponents automatic = load_cpu(r.last_checkpoint);
+  ASSERT_TRUE(exported.refiner && ema.refiner && raw.refiner);
+  EXPECT_EQ(exported.weights, "ema");
+  EXPECT_EQ(automatic.weights, "ema");
+  const torch::Tensor want = forward_of(exported);
+  EXPECT_TRUE(torch::equal(forward_of(ema), want));
+  EXPECT_TRUE(torch::equal(forward_of(automatic), want));
+  EXPECT_GT((forward_of(raw) - want).abs().max().item<double>(), 1e-6);
+  // An export holds one set of weights; asking it for the other names the checkpoints.
+  EXPECT_NE(testing::error_of([&] { load_cpu(r.export_dir, "raw"); }).find("checkpoints"), std::string::npos);
+  // A trained folder is not a base to fine-tune from.
+  Config again = tiny_run(dir.file("again"), {"train.steps=1", std::string("model.path=") + r.export_dir});
+  EXPECT_NE(testing::error_of([&] { train(again, quiet()); }).find("--resume"), std::string::npos);
+}
+
+// LoRA runs load back the same way (adapters on the rebuilt base), without EMA.
+TEST(Trainer, LoraExportAndCheckpointAgree) {
+  testing::TempDir dir;
+  const TrainResult r = train(tiny_run(dir.path(), {"train.trainable=lora", "train.steps=2", "train.ema_decay=0",
+                                                    "train.lr=1e-2"}),
+                              quiet());
+  ModelComponents exported = load_cpu(r.export_dir);
+  ModelComponents checkpoint = load_cpu(r.last_checkpoint);
+  EXPECT_EQ(checkpoint.weights, "raw");
+  EXPECT_TRUE(torch::equal(forward_of(exported), forward_of(checkpoint)));
+  EXPECT_NE(testing::error_of([&] { load_cpu(r.last_checkpoint, "ema"); }).find("ema_decay"), std::string::npos);
 }
 
 TEST(Trainer, FullFineTuneExportsADiffusersTransformer) {
