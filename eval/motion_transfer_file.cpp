@@ -129,7 +129,7 @@ TransferFileReport transfer_to_file(const Config& recipe, const TransferFileOpti
     reference_frames = read_reference_frames(options.reference);
   }
 
-  ComponentRequest request;
+  ComponentRequest request = options.components;
   request.vae = true;  // encodes the reference, decodes the result
   ModelComponents components = load_model_components(recipe.model, static_cast<uint64_t>(recipe.run.seed), request);
   components.transformer->set_gradient_checkpointing(recipe.model.gradient_checkpointing);
@@ -143,6 +143,7 @@ TransferFileReport transfer_to_file(const Config& recipe, const TransferFileOpti
   if (options.dynamic_cfg_auto) transfer.sample.dynamic_cfg = config.use_rotary_positional_embeddings;
   check_transfer_options(config, transfer);
   const SampleGeometry geometry = resolve_sample_geometry(config, transfer.sample);
+  warn_if_untrained_size(components, geometry.frames, geometry.height, geometry.width, "transfer");
 
   SampleFileOptions sample_file;
   sample_file.prompt_embeds = options.prompt_embeds;

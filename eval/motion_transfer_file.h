@@ -27,6 +27,7 @@ struct TransferFileOptions {
   double fps = 8;   // frame rate of an mp4
   bool dynamic_cfg_auto = false;   // true: dynamic CFG on iff the model uses RoPE (DiTFlow: 5B yes, 2B no)
   MotionTransferOptions transfer;  // the guided generation (frames 0: from the reference, see below)
+  ComponentRequest components;     // what to load (components.refiner = false: a trained model's backbone alone)
 };
 
 // What was written.

@@ -159,12 +159,13 @@ SampleFileReport sample_to_file(const Config& recipe, const SampleFileOptions& o
   // Cheap checks first: the output name, then the prompt file, before loading a model.
   if (!options.prompt_embeds.empty()) read_prompt_embeddings(options.prompt_embeds);
 
-  ComponentRequest request;
+  ComponentRequest request = options.components;
   request.vae = options.sample.decode;
   ModelComponents components = load_model_components(recipe.model, static_cast<uint64_t>(recipe.run.seed), request);
   const PromptEmbeddings prompts = prompt_embeddings_for(options, components);
   const std::vector<std::string> paths = sample_output_paths(options.out, prompts.positive.size(0));
   const SampleGeometry geometry = resolve_sample_geometry(components.transformer->config(), options.sample);
+  warn_if_untrained_size(components, geometry.frames, geometry.height, geometry.width, "sample");
   try {
     check_prompt_embeddings(prompts, components.transformer->config(), options.sample);
   } catch (const Error& e) {
@@ -172,12 +173,26 @@ SampleFileReport sample_to_file(const Config& recipe, const SampleFileOptions& o
     ctx.file = options.prompt_embeds;  // name the file the embeddings came from
     throw Error(e.message(), ctx);
   }
-  T4G_INFO("sample: ", components.source, " on ", components.device.str(), ", ", prompts.positive.size(0),
+  T4G_INFO("sample: ", components.source,
+           components.refiner ? " (with its refiner after block " + std::to_string(components.refiner->config().block) + ")"
+                              : std::string(),
+           " on ", components.device.str(), " (", c10::toString(components.dtype), "), ", prompts.positive.size(0),
            " video(s) of ", geometry.frames, " x ", geometry.height, " x ", geometry.width, ", ", options.sample.steps,
            " steps, CFG ", options.sample.guidance_scale, options.sample.dynamic_cfg ? " (dynamic)" : "",
            options.sample.cag_layers.empty() ? "" : ", CAG scale " + std::to_string(options.sample.cag_scale));
 
-  const SampleResult result = sample_video(components, prompts, options.sample);
+  SampleOptions sample = options.sample;
+  sample.keep_video = !options.save_latents.empty();
+  const SampleResult result = sample_video(components, prompts, sample);
+  if (!options.save_latents.empty()) {
+    std::map<std::string, torch::Tensor> tensors = {{"latents", result.latents.to(torch::kFloat32).cpu().contiguous()}};
+    if (result.video.defined()) {
+      // diffusers' postprocess_video(output_type="pt"): [B, F, 3, H, W], (x / 2 + 0.5) clamped to [0, 1].
+      tensors["video"] =
+          (result.video.to(torch::kFloat32) / 2 + 0.5).clamp(0, 1).permute({0, 2, 1, 3, 4}).cpu().contiguous();
+    }
+    save_safetensors(options.save_latents, tensors);
+  }
   SampleFileReport report;
   report.files = paths;
   report.frames_shape = result.frames.sizes().vec();

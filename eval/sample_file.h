@@ -19,6 +19,9 @@ struct SampleFileOptions {
   std::string negative_prompt;       // with prompts: the negative prompt of every video ("" as the pipeline)
   std::string text_cache;            // with prompts: a TextEmbeddingCache folder ("" = no cache)
   std::string out;            // output file: .mp4 (needs OpenCV) or .h5; B > 1 videos go to <stem>_<i><ext>
+  std::string save_latents;   // also write `latents` [B, F_lat, C, h, w] and `video` [B, F, 3, H, W] in [0, 1]
+                              // (float32, diffusers' output_type "latent" and "pt") to this safetensors file
+  ComponentRequest components;  // what to load (components.refiner = false: a trained model's backbone alone)
   double fps = 8;             // frame rate written to the video (CogVideoX's export_to_video uses 8)
   SampleOptions sample;       // the sampling call
 };
@@ -48,7 +51,8 @@ std::vector<std::string> sample_output_paths(const std::string& out, int64_t bat
 void write_sampled_video(const std::string& path, const torch::Tensor& frames, double fps,
                          const SampleOptions& options);
 
-// Loads recipe.model (transformer, VAE, scheduler), samples and writes the videos.
+// Loads recipe.model (transformer, VAE, scheduler; a trained model with its refiner), samples and
+// writes the videos.
 SampleFileReport sample_to_file(const Config& recipe, const SampleFileOptions& options);
 
 }  // namespace t4g

@@ -306,6 +306,7 @@ SampleResult sample_video(ModelComponents& components, const PromptEmbeddings& p
     const auto start = std::chrono::steady_clock::now();
     const torch::Tensor video = decode_latents_to_video(components.vae, result.latents, geometry.padding_frames);
     result.frames = vae_output_to_frames(video);
+    if (options.keep_video) result.video = video;
     if (result.frames.size(1) != geometry.frames) {
       // The reference decodes latents in chunks of 2, so an even latent count gives 4 more frames
       // than asked (13 frames -> 4 latents -> 16 frames); diffusers returns them all, and so do we.

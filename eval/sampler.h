@@ -73,6 +73,7 @@ struct SampleOptions {
   std::optional<torch::ScalarType> latent_dtype;  // noise and latents between steps (diffusers: the
                                                   // prompt embeddings' dtype); default the model's dtype
   bool decode = true;                // false: latents only (diffusers output_type "latent")
+  bool keep_video = false;           // with decode: also return the decoded video in [-1, 1] (SampleResult.video)
   torch::Tensor initial_latents;     // given starting latents [B, F_lat, C, h, w]; undefined: seeded noise
   bool progress = true;              // a progress bar over the steps on stderr
   SampleStepCallback on_step;        // called after every step (tests, benchmarks)
@@ -96,6 +97,7 @@ struct SampleGeometry {
 struct SampleResult {
   torch::Tensor latents;            // final latents [B, F_lat, C, h, w] in the latent dtype (padding kept)
   torch::Tensor frames;             // uint8 [B, F, H, W, 3] RGB on the CPU; undefined when not decoded
+  torch::Tensor video;              // with keep_video: the VAE's output [B, 3, F, H, W] in [-1, 1] (VAE dtype)
   std::vector<int64_t> timesteps;   // the timesteps that were run
   std::vector<double> step_seconds; // wall time per step
   double decode_seconds = 0;        // VAE decode and conversion to uint8

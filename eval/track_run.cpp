@@ -97,6 +97,11 @@ Json run_tracking(ModelComponents& components, const TrackRunOptions& o) {
   make_dirs(o.out);
   Json doc{{"data", o.data},
            {"model", components.source},
+           {"refiner", components.refiner ? Json(components.refiner->config().block) : Json(nullptr)},
+           {"model_input", {{"height", o.eval.tracker.height}, {"width", o.eval.tracker.width}}},
+           {"layers", o.eval.tracker.layers},
+           {"device", components.device.str()},
+           {"dtype", std::string(c10::toString(components.dtype))},
            {"query_mode", o.eval.query_mode == QueryMode::kFirst ? "first" : "strided"},
            {"frame0_queries_only", o.eval.frame0_queries_only}};
   if (kind == TrackInputKind::kVideo) {

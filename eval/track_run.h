@@ -29,7 +29,8 @@ struct TrackRunOptions {
   TrackStripOptions strip;         // how strips look
 };
 
-// Runs and writes everything; returns the METRICS.json document: {"data", "model", "query_mode",
+// Runs and writes everything; returns the METRICS.json document: {"data", "model", "refiner" (its
+// block, or null), "model_input": {height, width}, "layers", "device", "dtype", "query_mode",
 // "frame0_queries_only", "videos", "per_video": {name: {metric: value, "seconds": s, "queries": Q}},
 // "mean": {metric: value}} (no metrics for a video input: it has no ground truth).
 Json run_tracking(ModelComponents& components, const TrackRunOptions& options);

@@ -8,6 +8,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <set>
@@ -97,41 +98,60 @@ class VaeOptionsScope {
 
 // Every frame of `video` (float [T, H, W, 3] in [0, 255], on the VAE's device) encoded as its own
 // 1-frame video (batched along B, which is the same computation) -> scaled latents [T, C, h, w].
-// Sampled latents draw from a per-frame generator, so they do not depend on vae_batch.
+// Sampled latents draw from a per-frame generator, so they do not depend on vae_batch. Tiling is
+// the reference's (diffusers tiles frames larger than one tile); where its tiles do not fit the
+// frame (diffusers' tiled_encode then returns a latent of the wrong size, e.g. 64 x 96 frames with
+// a tiny model's 32 x 48 tiles), frames are encoded whole instead.
 torch::Tensor encode_each_frame(AutoencoderKLCogVideoX& vae, const torch::Tensor& video,
                                 const ZeroShotTrackerOptions& options) {
-  VaeOptions run = vae->options();
-  run.tiling.enabled = options.vae_tiling;
-  VaeOptionsScope scope(vae, run);
   const torch::Tensor any = vae->parameters().front();
   const double scaling = vae->config().scaling_factor;
+  const int64_t factor = vae->config().spatial_compression();
+  const int64_t want_h = video.size(1) / factor, want_w = video.size(2) / factor;
   T4G_CHECK(options.vae_batch > 0, "vae_batch must be positive, got ", options.vae_batch);
-  std::vector<torch::Tensor> latents;
-  const int64_t frames = video.size(0);
-  for (int64_t begin = 0; begin < frames; begin += options.vae_batch) {
-    const int64_t n = std::min(options.vae_batch, frames - begin);
-    const auto x = video.narrow(0, begin, n)
-                       .permute({0, 3, 1, 2})
-                       .div(127.5)
-                       .sub(1.0)
-                       .unsqueeze(2)
-                       .to(any.device(), any.scalar_type());
-    const VaePosterior posterior = vae->encode(x);
-    torch::Tensor z;
-    if (options.latent_sampling == LatentSampling::kMean) {
-      z = posterior.mean;
-    } else {
-      std::vector<torch::Tensor> samples;
-      for (int64_t i = 0; i < n; ++i) {
-        VaePosterior one{posterior.mean.narrow(0, i, 1), posterior.logvar.narrow(0, i, 1)};
-        auto gen = at::make_generator<at::CPUGeneratorImpl>(options.seed * 1000003ULL + static_cast<uint64_t>(begin + i));
-        samples.push_back(one.sample(gen));
+  auto encode_all = [&](bool tiling) -> torch::Tensor {
+    VaeOptions run = vae->options();
+    run.tiling.enabled = tiling;
+    VaeOptionsScope scope(vae, run);
+    std::vector<torch::Tensor> latents;
+    const int64_t frames = video.size(0);
+    for (int64_t begin = 0; begin < frames; begin += options.vae_batch) {
+      const int64_t n = std::min(options.vae_batch, frames - begin);
+      const auto x = video.narrow(0, begin, n)
+                         .permute({0, 3, 1, 2})
+                         .div(127.5)
+                         .sub(1.0)
+                         .unsqueeze(2)
+                         .to(any.device(), any.scalar_type());
+      const VaePosterior posterior = vae->encode(x);
+      if (tiling && (posterior.mean.size(3) != want_h || posterior.mean.size(4) != want_w)) return {};
+      torch::Tensor z;
+      if (options.latent_sampling == LatentSampling::kMean) {
+        z = posterior.mean;
+      } else {
+        std::vector<torch::Tensor> samples;
+        for (int64_t i = 0; i < n; ++i) {
+          VaePosterior one{posterior.mean.narrow(0, i, 1), posterior.logvar.narrow(0, i, 1)};
+          auto gen =
+              at::make_generator<at::CPUGeneratorImpl>(options.seed * 1000003ULL + static_cast<uint64_t>(begin + i));
+          samples.push_back(one.sample(gen));
+        }
+        z = torch::cat(samples, 0);
       }
-      z = torch::cat(samples, 0);
+      latents.push_back((z * scaling).squeeze(2));
     }
-    latents.push_back((z * scaling).squeeze(2));
+    return torch::cat(latents, 0);
+  };
+  if (options.vae_tiling) {
+    torch::Tensor z = encode_all(true);
+    if (z.defined()) return z;
+    static std::atomic<bool> said{false};  // once per process, not once per video
+    if (!said.exchange(true)) {
+      T4G_INFO("tracking: the VAE's tiles do not fit ", video.size(1), " x ", video.size(2),
+               " frames; encoding whole frames");
+    }
   }
-  return torch::cat(latents, 0);
+  return encode_all(false);
 }
 
 // [1, S, D] text embedding for the forward.
@@ -191,7 +211,16 @@ PointTracks difftrack(ModelComponents& c, const torch::Tensor& video, const torc
   T4G_CHECK(c.transformer && c.vae, "zero-shot tracking needs the transformer and the VAE");
   const std::vector<int64_t> timesteps = check_probe_choice(c, options.layers, options.timestep_indices, options.num_steps);
   const int64_t num_frames = video.size(0), height = video.size(1), width = video.size(2);
-  const auto chunks = difftrack_chunks(num_frames, options.chunks);
+  // A video shorter than a chunk is one chunk (the reference needs chunk_len - 1 frames; its
+  // 13 is CogVideoX's 13 latent frames, not a property of the video).
+  ChunkOptions chunking = options.chunks;
+  if (chunking.chunk_len > num_frames) {
+    T4G_DEBUG("tracking: ", num_frames, " frames, fewer than a chunk of ", chunking.chunk_len, ": one chunk of ",
+              num_frames);
+    chunking.chunk_len = num_frames;
+    chunking.stride = std::min(chunking.stride, num_frames - 1);
+  }
+  const auto chunks = difftrack_chunks(num_frames, chunking);
   const auto groups = queries_by_frame(query_points, num_frames);
   PointTracks out = initial_tracks(query_points, num_frames);
   if (groups.empty()) return out;

@@ -230,6 +230,35 @@ Json vae_weights_and_config(AutoencoderKLCogVideoX& vae, const std::string& dir)
   return config;
 }
 
+void save_transformer_folder(CogVideoXTransformer3DModelImpl& transformer, const std::string& dir) {
+  make_dirs(dir);
+  std::map<std::string, torch::Tensor> tensors;
+  for (const auto& item : transformer.named_parameters()) {
+    if (!is_lora_tensor(item.key())) tensors[item.key()] = item.value().detach();
+  }
+  for (const auto& item : transformer.named_buffers()) tensors[item.key()] = item.value().detach();
+  save_sharded_safetensors(dir, "diffusion_pytorch_model", tensors, 10ull * 1000 * 1000 * 1000);  // diffusers' 10GB
+  write_file_atomically(path_join(dir, "config.json"),
+                        cogvideox_transformer_config_to_json(transformer.config()).dump(2) + "\n");
+}
+
+// vae/, scheduler/ and model_index.json of a CogVideoXPipeline (text encoder and tokenizer null).
+void write_pipeline_parts(ModelComponents& components, const std::string& dir) {
+  T4G_CHECK(!components.vae.is_empty(), "writing a pipeline needs the VAE (ComponentRequest.vae)");
+  vae_weights_and_config(components.vae, path_join(dir, "vae"));
+  make_dirs(path_join(dir, "scheduler"));
+  write_json(path_join(path_join(dir, "scheduler"), "scheduler_config.json"),
+             scheduler_config_to_json(components.scheduler.config()));
+  write_json(path_join(dir, "model_index.json"),
+             Json{{"_class_name", "CogVideoXPipeline"},
+                  {"_diffusers_version", "0.42.1"},
+                  {"scheduler", {"diffusers", components.scheduler.config().class_name}},
+                  {"text_encoder", {nullptr, nullptr}},
+                  {"tokenizer", {nullptr, nullptr}},
+                  {"transformer", {"diffusers", "CogVideoXTransformer3DModel"}},
+                  {"vae", {"diffusers", "AutoencoderKLCogVideoX"}}});
+}
+
 }  // namespace
 
 TrainedFolderKind trained_folder_kind(const std::string& path) {
@@ -344,6 +373,13 @@ ModelComponents load_trained_model(const ModelConfig& config, const ComponentReq
   throw Error("not a trained t4g model", ctx);
 }
 
+void save_diffusers_pipeline(ModelComponents& components, const std::string& dir) {
+  T4G_CHECK(!components.transformer.is_empty(), "writing a pipeline needs the transformer");
+  make_dirs(dir);
+  save_transformer_folder(*components.transformer, path_join(dir, "transformer"));
+  write_pipeline_parts(components, dir);
+}
+
 void save_trained_model(ModelComponents& components, const TrainedModelExport& what) {
   T4G_CHECK(!components.transformer.is_empty(), "exporting needs the transformer");
   const Config& recipe = what.recipe;
@@ -370,38 +406,13 @@ void save_trained_model(ModelComponents& components, const TrainedModelExport& w
   remove_all(tmp);
   make_dirs(tmp);
   {
-    if (write_transformer) {
-      const std::string dir = path_join(tmp, "transformer");
-      make_dirs(dir);
-      std::map<std::string, torch::Tensor> tensors;
-      for (const auto& item : transformer.named_parameters()) {
-        if (!is_lora_tensor(item.key())) tensors[item.key()] = item.value().detach();
-      }
-      for (const auto& item : transformer.named_buffers()) tensors[item.key()] = item.value().detach();
-      save_sharded_safetensors(dir, "diffusion_pytorch_model", tensors, 10ull * 1000 * 1000 * 1000);  // diffusers' 10GB
-      write_file_atomically(path_join(dir, "config.json"),
-                            cogvideox_transformer_config_to_json(transformer.config()).dump(2) + "\n");
-    }
+    if (write_transformer) save_transformer_folder(transformer, path_join(tmp, "transformer"));
     if (!m.lora.empty()) {
       save_lora_peft(path_join(tmp, m.lora), transformer, lora_from_recipe(recipe.lora));
       save_lora_diffusers(path_join(tmp, m.lora), transformer, lora_from_recipe(recipe.lora));
     }
-    if (random_base && !preset) {
-      // The rest of a diffusers pipeline, so that the folder loads in diffusers on its own.
-      T4G_CHECK(!components.vae.is_empty(), "exporting a tiny model needs its VAE (ComponentRequest.vae)");
-      vae_weights_and_config(components.vae, path_join(tmp, "vae"));
-      make_dirs(path_join(tmp, "scheduler"));
-      write_json(path_join(path_join(tmp, "scheduler"), "scheduler_config.json"),
-                 scheduler_config_to_json(components.scheduler.config()));
-      write_json(path_join(tmp, "model_index.json"),
-                 Json{{"_class_name", "CogVideoXPipeline"},
-                      {"_diffusers_version", "0.42.1"},
-                      {"scheduler", {"diffusers", components.scheduler.config().class_name}},
-                      {"text_encoder", {nullptr, nullptr}},
-                      {"tokenizer", {nullptr, nullptr}},
-                      {"transformer", {"diffusers", "CogVideoXTransformer3DModel"}},
-                      {"vae", {"diffusers", "AutoencoderKLCogVideoX"}}});
-    }
+    // A random tiny base: the rest of a diffusers pipeline, so that the folder loads on its own.
+    if (random_base && !preset) write_pipeline_parts(components, tmp);
     if (components.refiner) save_refiner(path_join(tmp, kRefinerFile), components.refiner);
     write_file_atomically(path_join(tmp, kTrainedModelRecipe), to_yaml(recipe));
     write_file_atomically(path_join(tmp, kDiffusersLoaderFile), embedded_diffusers_loader());

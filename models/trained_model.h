@@ -101,6 +101,11 @@ struct TrainedModelExport {
   int64_t step = 0;
 };
 
+// Writes the transformer (without LoRA adapters), the VAE, the scheduler config and
+// model_index.json into `dir` as diffusers' CogVideoXPipeline.save_pretrained lays them out (text
+// encoder and tokenizer null): a pipeline diffusers and t4g load.
+void save_diffusers_pipeline(ModelComponents& components, const std::string& dir);
+
 // Writes `components` (the transformer as trained, with LoRA adapters when the recipe trains
 // them, and components.refiner) as an export folder; see the layout above. A tiny base also
 // writes vae/, scheduler/ and model_index.json, so the folder is a whole diffusers pipeline.

@@ -15,7 +15,7 @@ namespace t4g::tools {
 void register_sample(CLI::App& app) {
   struct Flags {
     RecipeFlags recipe;
-    std::string model;
+    ModelFlags model;
     std::string cag_layers;
     std::string cag_mode = "drop";
     std::string scheduler = "config";
@@ -26,7 +26,7 @@ void register_sample(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "sample", "Text-to-video sampling with CFG (and optional CAG) from prompt embeddings to an mp4 or HDF5 file");
   add_recipe_flags(cmd, flags->recipe);
-  cmd->add_option("--model", flags->model, "diffusers pipeline root (sets model.path; default: the recipe's model)");
+  add_model_flags(cmd, flags->model, "Sizes, dtype and device default to the model's own");
   cmd->add_option("--prompt", flags->options.prompts, "text prompt (repeat for several videos), encoded by the model's T5");
   cmd->add_option("--negative-prompt", flags->options.negative_prompt, "negative prompt for CFG (default empty)");
   cmd->add_option("--text-cache", flags->options.text_cache, "folder caching T5 embeddings by prompt");
@@ -48,15 +48,17 @@ void register_sample(CLI::App& app) {
       ->check(CLI::IsMember({"config", "ddim", "dpm"}))
       ->capture_default_str();
   cmd->add_option("--seed", s.seed, "seed of the CPU generator (initial noise, DPM noise)")->capture_default_str();
-  cmd->add_option("--frames", s.frames, "frames, 4k+1 (default: the model's sample_frames, 49)");
-  cmd->add_option("--height", s.height, "height in pixels (default: the model's, 480)");
-  cmd->add_option("--width", s.width, "width in pixels (default: the model's, 720)");
+  cmd->add_option("--frames", s.frames, "frames, 4k+1 (default: the model's own, e.g. 49 for CogVideoX 1.0)");
+  cmd->add_option("--height", s.height, "height in pixels (default: the model's own, e.g. 480)");
+  cmd->add_option("--width", s.width, "width in pixels (default: the model's own, e.g. 720)");
   cmd->add_option("--fps", flags->options.fps, "frame rate of the mp4")->capture_default_str();
+  cmd->add_option("--save-latents", flags->options.save_latents,
+                  "also write the final latents and the decoded video (float32, [0, 1]) to this safetensors file");
   cmd->add_flag("!--no-progress", s.progress, "no progress bar");
   cmd->callback([flags] {
-    Config recipe = load_recipe(flags->recipe);
+    Config recipe = load_model_recipe(flags->recipe, flags->model);
     set_log_level(parse_log_level(recipe.run.log_level));
-    if (!flags->model.empty()) recipe.model.path = flags->model;
+    flags->options.components = component_request(flags->model);
     SampleOptions& sample = flags->options.sample;
     if (!flags->cag_layers.empty()) {
       const std::vector<int64_t> layers = parse_index_list(flags->cag_layers, "--cag-layers", "13,17,21");

@@ -10,8 +10,10 @@ namespace t4g::tools {
 
 void register_track(CLI::App& app) {
   static RecipeFlags recipe;
+  static ModelFlags model;
   static TrackRunOptions o;
-  static std::string model, query_mode = "first", chunk_mode = "interval", readout = "reference",
+  static std::vector<int64_t> layers;
+  static std::string query_mode = "first", chunk_mode = "interval", readout = "reference",
                      occlusion = "cycle", latent = "mean", text_embedding;
   static int64_t height = 0, width = 0, seed = 42;
   static bool one_direction = false, first_chunk_wins = false, no_resize_256 = false, no_vae_tiling = false,
@@ -20,17 +22,19 @@ void register_track(CLI::App& app) {
   CLI::App* track = app.add_subcommand(
       "track", "Zero-shot point tracking from the attention of a video diffusion transformer (DiffTrack)");
   add_recipe_flags(track, recipe);
-  track->add_option("--model", model, "diffusers CogVideoX pipeline folder (default: the recipe's model, tiny if none)");
+  add_model_flags(track, model, "Size, dtype and device default to the model's own");
   track->add_option("--data", o.data, "TAP-Vid .pkl, shard folder (index.json) or a video file / frame folder")
       ->required();
   track->add_option("--out", o.out, "output folder: PRED.h5, METRICS.json, strips/*.png")->required();
-  track->add_option("--layer", t.layers, "transformer block(s) whose query/key are matched (repeat to concatenate)")
-      ->capture_default_str();
+  track->add_option("--layer", layers,
+                    "transformer block(s) whose query/key are matched (repeat to concatenate); default: DiffTrack's "
+                    "17, or the last block of a smaller model");
   track->add_option("--timestep-index", t.timestep_indices, "index into the --steps timestep grid (repeatable)")
       ->capture_default_str();
   track->add_option("--steps", t.num_steps, "inference steps of the timestep grid")->capture_default_str();
-  track->add_option("--chunk-len", t.chunks.chunk_len, "frames per chunk, the prepended query frame included")
-      ->capture_default_str();
+  track->add_option("--chunk-len", t.chunks.chunk_len,
+                    "frames per chunk, the prepended query frame included; default: the model's latent frames "
+                    "(13 for 49-frame models), at most the video's frames");
   track->add_option("--chunk-mode", chunk_mode, "interval (frames spread over the video) | stride (consecutive)")
       ->check(CLI::IsMember({"interval", "stride"}))
       ->capture_default_str();
@@ -44,8 +48,8 @@ void register_track(CLI::App& app) {
                   "DiffTrack's protocol: only queries at frame 0 (PRED.h5 then holds those only)");
   track->add_option("--max-videos", o.max_videos, "track only the first N videos (0 = all)");
   track->add_option("--max-frames", t.max_frames, "use only the first N frames of each video (0 = all)");
-  track->add_option("--height", height, "model input height (default: the recipe's data.height)");
-  track->add_option("--width", width, "model input width (default: the recipe's data.width)");
+  track->add_option("--height", height, "model input height (default: the model's own, 480 for CogVideoX 1.0)");
+  track->add_option("--width", width, "model input width (default: the model's own, 720 for CogVideoX 1.0)");
   track->add_flag("--no-resize-256", no_resize_256, "resize straight to the model size (the reference goes via 256x256)");
   track->add_option("--readout", readout, "reference (DiffTrack's grid_sample with its margin) | exact (raster mapping)")
       ->check(CLI::IsMember({"reference", "exact"}))
@@ -59,7 +63,8 @@ void register_track(CLI::App& app) {
       ->check(CLI::IsMember({"mean", "sample"}))
       ->capture_default_str();
   track->add_option("--seed", seed, "seed of posterior samples and --add-noise")->capture_default_str();
-  track->add_flag("--no-vae-tiling", no_vae_tiling, "encode frames whole (the reference tiles)");
+  track->add_flag("--no-vae-tiling", no_vae_tiling,
+                  "encode frames whole (the reference tiles; frames its tiles do not fit are encoded whole anyway)");
   track->add_option("--vae-batch", t.vae_batch, "frames per VAE call")->capture_default_str();
   track->add_flag("--add-noise", t.add_noise, "noise the latents to the timestep (the reference feeds them clean)");
   track->add_option("--softmax-scale", t.softmax_scale, "cost softmax scale (0 = the reference's 1/sqrt(heads))")
@@ -72,10 +77,15 @@ void register_track(CLI::App& app) {
   track->add_flag("--no-strips", no_strips, "do not write strips/*.png");
   track->callback([] {
     ZeroShotTrackerOptions& t = o.eval.tracker;
-    Config config = load_recipe(recipe);
-    if (!model.empty()) config.model.path = model;
-    t.height = height > 0 ? height : config.data.height;
-    t.width = width > 0 ? width : config.data.width;
+    Config config = load_model_recipe(recipe, model);
+    ModelComponents components =
+        load_model_components(config.model, static_cast<uint64_t>(config.run.seed), component_request(model));
+    const ModelSampleSize own = model_sample_size(components);
+    t.height = height > 0 ? height : own.height;
+    t.width = width > 0 ? width : own.width;
+    warn_if_untrained_size(components, 0, t.height, t.width, "track");
+    t.layers = layers.empty() ? std::vector<int64_t>{default_refiner_block(components.transformer->config().num_layers)}
+                              : layers;
     t.chunks.mode = chunk_mode == "interval" ? ChunkMode::kFrameInterval : ChunkMode::kStride;
     t.average_overlapping = !first_chunk_wins;
     t.resize_via_256 = !no_resize_256;
@@ -87,7 +97,6 @@ void register_track(CLI::App& app) {
     t.bidirectional = !one_direction;
     o.eval.query_mode = parse_query_mode(query_mode);
     o.strips = !no_strips;
-    ModelComponents components = load_model_components(config.model, static_cast<uint64_t>(config.run.seed));
     t.text_embedding = empty_prompt_embedding(components, text_embedding);
     run_tracking(components, o);
   });

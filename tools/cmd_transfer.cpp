@@ -14,7 +14,7 @@ namespace t4g::tools {
 void register_transfer(CLI::App& app) {
   struct Flags {
     RecipeFlags recipe;
-    std::string model;
+    ModelFlags model;
     std::string target = "latents";
     std::string blocks;
     std::string dynamic_cfg = "auto";
@@ -28,7 +28,7 @@ void register_transfer(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "transfer", "Motion transfer (DiTFlow): guide a new generation with the reference video's Attention Motion Flow");
   add_recipe_flags(cmd, flags->recipe);
-  cmd->add_option("--model", flags->model, "diffusers pipeline root (sets model.path; default: the recipe's model)");
+  add_model_flags(cmd, flags->model, "Sizes, dtype and device default to the model's own");
   cmd->add_option("--reference", flags->options.reference,
                   "reference video: a video file (needs OpenCV), FRAMES.h5 (dataset frames) or SHARDS_DIR:ID");
   cmd->add_option("--prompt-embeds", flags->options.prompt_embeds,
@@ -73,9 +73,9 @@ void register_transfer(CLI::App& app) {
   cmd->add_option("--fps", flags->options.fps, "frame rate of the mp4")->capture_default_str();
   cmd->add_flag("!--no-progress", t.sample.progress, "no progress bar");
   cmd->callback([flags] {
-    Config recipe = load_recipe(flags->recipe);
+    Config recipe = load_model_recipe(flags->recipe, flags->model);
     set_log_level(parse_log_level(recipe.run.log_level));
-    if (!flags->model.empty()) recipe.model.path = flags->model;
+    flags->options.components = component_request(flags->model);
     MotionTransferOptions& transfer = flags->options.transfer;
     transfer.target = flags->target == "posemb" ? TransferTarget::kPositions : TransferTarget::kLatents;
     if (!flags->blocks.empty()) transfer.blocks = parse_index_list(flags->blocks, "--blocks", "20 or 20,15,10");

@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "models/trained_model.h"
 
 namespace t4g::tools {
 
@@ -16,6 +17,57 @@ Config load_recipe(const RecipeFlags& flags) {
   for (const std::string& s : flags.sets) overrides.push_back(parse_override(s));
   if (flags.config_path.empty()) return parse_config(embedded_tiny_config(), "<embedded configs/tiny.yaml>", overrides);
   return load_config(flags.config_path, overrides);
+}
+
+void add_model_flags(CLI::App* app, ModelFlags& flags, const std::string& what) {
+  app->add_option("--model", flags.model,
+                  "diffusers pipeline folder, or a t4g run's export/ or checkpoints/step_N folder (backbone, "
+                  "adapters and refiner together); default: the recipe's model, tiny if none" +
+                      (what.empty() ? std::string() : ". " + what));
+  app->add_option("--checkpoint", flags.checkpoint, "a run's checkpoint folder (RUN/checkpoints/step_N) to load")
+      ->check(CLI::ExistingDirectory);
+  app->add_option("--weights", flags.weights, "a trained model's weights: auto (EMA when the run kept them), ema, raw")
+      ->check(CLI::IsMember({"auto", "ema", "raw"}));
+  app->add_flag("--no-refiner", flags.no_refiner,
+                "run a trained model's backbone without its refiner's residual (not the network that was trained)");
+}
+
+Config load_model_recipe(const RecipeFlags& recipe, const ModelFlags& model) {
+  ErrorContext ctx;
+  ctx.key = "--model / --checkpoint";
+  T4G_CHECK_CTX(model.model.empty() || model.checkpoint.empty(), ctx, "give one model: --model or --checkpoint, not both");
+  std::string path = model.model.empty() ? model.checkpoint : model.model;
+  if (!model.checkpoint.empty()) {
+    ErrorContext c;
+    c.file = model.checkpoint;
+    c.key = "--checkpoint";
+    c.expected = "a checkpoint folder with state.json and weights.safetensors";
+    T4G_CHECK_CTX(trained_folder_kind(path) == TrainedFolderKind::kCheckpoint, c, "not a checkpoint folder");
+  }
+  // Values are YAML: a path goes in single quotes (a ':' or '#' in it stays text).
+  auto quoted = [](const std::string& text) {
+    std::string out = "'";
+    for (const char ch : text) out += ch == '\'' ? std::string("''") : std::string(1, ch);
+    return out + "'";
+  };
+  std::vector<ConfigOverride> overrides;
+  if (!path.empty()) {
+    overrides.push_back({"model.path", quoted(path)});
+    if (recipe.config_path.empty()) {
+      overrides.push_back({"model.device", "auto"});
+      overrides.push_back({"model.dtype", "auto"});
+    }
+  }
+  if (!model.weights.empty()) overrides.push_back({"model.weights", model.weights});
+  for (const std::string& s : recipe.sets) overrides.push_back(parse_override(s));
+  if (recipe.config_path.empty()) return parse_config(embedded_tiny_config(), "<embedded configs/tiny.yaml>", overrides);
+  return load_config(recipe.config_path, overrides);
+}
+
+ComponentRequest component_request(const ModelFlags& flags) {
+  ComponentRequest r;
+  r.refiner = !flags.no_refiner;
+  return r;
 }
 
 std::vector<int64_t> parse_index_list(const std::string& text, const std::string& flag, const std::string& example) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "models/model_components.h"
 
 namespace t4g::tools {
 
@@ -19,6 +20,25 @@ void add_recipe_flags(CLI::App* app, RecipeFlags& flags);
 
 // The recipe from --config (or the embedded tiny one) with every --set applied, validated.
 Config load_recipe(const RecipeFlags& flags);
+
+// The flags of every command that runs a model: which one, which of its weights, and whether a
+// trained model's refiner is applied.
+struct ModelFlags {
+  std::string model;       // a diffusers pipeline, a run's export/ or a checkpoint folder
+  std::string checkpoint;  // a checkpoint folder (RUN/checkpoints/step_N); the same as --model DIR
+  std::string weights;     // auto | ema | raw ("" = the recipe's model.weights)
+  bool no_refiner = false; // a trained model's backbone alone (what a plain diffusers pipeline runs)
+};
+void add_model_flags(CLI::App* app, ModelFlags& flags, const std::string& what = "");
+
+// The recipe for a command that runs a model. With --model or --checkpoint, model.path is that
+// folder and, unless --config names a recipe, the embedded tiny recipe's CPU and fp32 do not
+// apply: model.device and model.dtype are auto (CUDA when present, bf16 there; a trained model's
+// own dtype), so a model folder alone runs with its own sizes, dtype and device. --set wins.
+Config load_model_recipe(const RecipeFlags& recipe, const ModelFlags& model);
+
+// The components to load for `flags` (ComponentRequest.refiner from --no-refiner).
+ComponentRequest component_request(const ModelFlags& flags);
 
 // "13,17,21" -> {13, 17, 21}, for flags that take block indices. Anything else is one t4g::Error
 // naming `flag`: "<flag> must be comma-separated block indices, e.g. <example>, got '<text>'".

@@ -23,7 +23,10 @@ CommandResult sample(const std::string& args) {
 
 std::string fixture_pipeline() {
   const std::string root = fixture("pipeline/ddim_2b");
-  return "--model " + root + " --prompt-embeds " + root + "/expected.safetensors";
+  // The fixture is diffusers' fp32 run: pin fp32 on the CPU (a model folder alone runs where it is
+  // fastest, bf16 on a GPU).
+  return "--model " + root + " --prompt-embeds " + root + "/expected.safetensors --set model.device=cpu "
+         "--set model.dtype=fp32";
 }
 
 void expect_one_line_error(const CommandResult& r, const std::vector<std::string>& needles) {
@@ -57,6 +60,38 @@ TEST(SampleCli, TinyRecipeWithCagWritesFrames) {
   h5::File f = h5::File::open(dir.file("tiny.h5"));
   EXPECT_EQ(f.root().read("frames").sizes(), (std::vector<int64_t>{9, 64, 96, 3}));  // tiny sample size
   EXPECT_EQ(f.root().attr_string("cag_layers"), "0,1");
+}
+
+// A model t4g trained samples with its refiner: `--model RUN/export` and `--checkpoint` of the
+// same step give the same latents, and the backbone alone (--no-refiner, what a plain diffusers
+// pipeline would run) gives others.
+TEST(SampleCli, ATrainedModelSamplesWithItsRefiner) {
+  TempDir dir;
+  const std::string run = dir.file("run");
+  const CommandResult t = run_command(program("t4g") + " train --set run.out_dir=" + run +
+                                      " --set train.steps=3 --set train.lr=1e-2 --set refiner.layers=2"
+                                      " --set eval.vbench_videos=0 --set eval.videos=1 --set train.log_every=1");
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  const std::string common = " --steps 3 --cfg 6 --seed 42 --set model.device=cpu";
+  ASSERT_EQ(sample("--model " + run + "/export --out " + dir.file("a.h5") + " --save-latents " + dir.file("a.st") + common)
+                .exit_code,
+            0);
+  ASSERT_EQ(sample("--checkpoint " + run + "/checkpoints/step_00000003 --out " + dir.file("c.h5") + " --save-latents " +
+                   dir.file("c.st") + common)
+                .exit_code,
+            0);
+  const CommandResult bare = sample("--model " + run + "/export --no-refiner --out " + dir.file("b.h5") +
+                                    " --save-latents " + dir.file("b.st") + common);
+  ASSERT_EQ(bare.exit_code, 0) << bare.err;
+  const auto a = load_safetensors(dir.file("a.st")), b = load_safetensors(dir.file("b.st")),
+             c = load_safetensors(dir.file("c.st"));
+  EXPECT_TRUE(torch::equal(a.at("latents"), c.at("latents")));
+  EXPECT_TRUE(torch::equal(a.at("video"), c.at("video")));
+  EXPECT_GT((a.at("latents") - b.at("latents")).abs().max().item<double>(), 1e-4);
+  EXPECT_EQ(a.at("video").dim(), 5);  // [B, F, 3, H, W] as diffusers' output_type="pt"
+  EXPECT_EQ(a.at("video").size(2), 3);
+  EXPECT_GE(a.at("video").min().item<double>(), 0.0);
+  EXPECT_LE(a.at("video").max().item<double>(), 1.0);
 }
 
 TEST(SampleCli, BadInputsAreOneLineErrors) {

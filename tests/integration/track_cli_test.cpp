@@ -6,6 +6,8 @@
 #include "common/fs.h"
 #include "common/hdf5.h"
 #include "common/json.h"
+#include "models/model_components.h"
+#include "models/trained_model.h"
 #include "tests/testing.h"
 
 namespace {
@@ -33,6 +35,60 @@ void expect_one_error_line(const t4g::testing::CommandResult& r, const std::stri
   EXPECT_NE(r.exit_code, 0);
   EXPECT_EQ(count_lines(r.err), 1) << r.err;
   EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+}
+
+// A new user's first try: no flags but the data. The defaults follow the model and the video (the
+// tiny model's last block, one chunk for a 9-frame video, whole-frame encoding where the VAE's
+// tiles do not fit 64 x 96) instead of DiffTrack's 2B constants.
+TEST(TrackCli, RunsWithTheDefaultsOnTheTinyModelsData) {
+  t4g::testing::TempDir dir;
+  const std::string ds = synthetic_shards(dir);
+  const auto r = run_command(kQuiet + program("t4g") + " track --data " + ds + " --out " + dir.file("out"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");  // no warning either: the tiny model runs at its own size
+  const t4g::Json m = t4g::read_json(dir.file("out") + "/METRICS.json");
+  EXPECT_EQ(m["layers"], t4g::Json::array({1}));
+  EXPECT_EQ(m["model_input"]["height"], 64);
+  EXPECT_EQ(m["model_input"]["width"], 96);
+}
+
+// A model folder brings its own size: a pipeline whose transformer config has CogVideoX-2B's sample
+// size (49 x 480 x 720; tiny widths so that it runs on a CPU) tracks at 480 x 720 with no size flag,
+// on the CPU in fp32 here (CUDA and bf16 where a GPU is present); a size it was not trained at
+// gets one warning line.
+TEST(TrackCli, AModelFolderTracksAtItsOwnSize) {
+  t4g::testing::TempDir dir;
+  t4g::TinyModelConfig tiny;
+  t4g::CogVideoXTransformerConfig tc = t4g::tiny_transformer_config(tiny);
+  tc.sample_height = 60;
+  tc.sample_width = 90;
+  tc.sample_frames = 49;
+  t4g::ModelComponents c;
+  c.transformer = t4g::CogVideoXTransformer3DModel(tc);
+  t4g::init_random_weights(*c.transformer, 1);
+  t4g::CogVideoXVaeConfig vc = t4g::tiny_vae_config(tiny);
+  vc.sample_height = 480;  // the released VAE's: tiles of 240 x 360
+  vc.sample_width = 720;
+  c.vae = t4g::AutoencoderKLCogVideoX(vc);
+  t4g::save_diffusers_pipeline(c, dir.file("model"));
+
+  const auto ds = dir.file("ds");
+  ASSERT_EQ(run_command(program("t4g") + " prepare --out " + ds + " --synthetic 1 --frames 5 --height 64 --width 96")
+                .exit_code,
+            0);
+  auto r = run_command(kQuiet + program("t4g") + " track --model " + dir.file("model") + " --data " + ds + " --out " +
+                       dir.file("out"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find("is not the size"), std::string::npos) << r.err;  // (T5 is absent: that warning stays)
+  t4g::Json m = t4g::read_json(dir.file("out") + "/METRICS.json");
+  EXPECT_EQ(m["model_input"]["height"], 480);
+  EXPECT_EQ(m["model_input"]["width"], 720);
+  if (m["device"] == "cpu") EXPECT_EQ(m["dtype"], "Float");
+
+  r = run_command(kQuiet + program("t4g") + " track --model " + dir.file("model") + " --data " + ds + " --out " +
+                  dir.file("out2") + " --height 240 --width 368");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("track: 240 x 368 is not the size"), std::string::npos) << r.err;
 }
 
 TEST(TrackCli, SyntheticShardsEndToEnd) {
