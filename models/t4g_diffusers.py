@@ -114,10 +114,16 @@ def load_pipeline(export_dir, base=None, torch_dtype=None):
     base_dir = base or manifest["base_model"] or export_dir
     if base_dir.startswith("preset:"):
         raise ValueError(f"{export_dir} was trained from random {base_dir} weights that only t4g rebuilds")
-    kwargs = {} if torch_dtype is None else {"torch_dtype": torch_dtype}
+    dtype = {} if torch_dtype is None else {"torch_dtype": torch_dtype}
+    kwargs = dict(dtype)
     if manifest["transformer"]:
         kwargs["transformer"] = CogVideoXTransformer3DModel.from_pretrained(
-            os.path.join(export_dir, manifest["transformer"]), **({} if torch_dtype is None else {"torch_dtype": torch_dtype}))
+            os.path.join(export_dir, manifest["transformer"]), **dtype)
+    with open(os.path.join(base_dir, "model_index.json")) as f:
+        index = json.load(f)
+    for name, entry in index.items():  # components saved as None (t4g's tiny models have no T5)
+        if isinstance(entry, list) and entry == [None, None]:
+            kwargs[name] = None
     pipe = DiffusionPipeline.from_pretrained(base_dir, **kwargs)
     if manifest["lora"]:
         pipe.load_lora_weights(os.path.join(export_dir, manifest["lora"]), weight_name="pytorch_lora_weights.safetensors")

@@ -94,6 +94,31 @@ TEST(SampleCli, ATrainedModelSamplesWithItsRefiner) {
   EXPECT_LE(a.at("video").max().item<double>(), 1.0);
 }
 
+// The diffusers side of an export: diffusers' own pipeline with the export's t4g_diffusers.py
+// (tests/fixtures/trained_export/make_fixtures.py) and `t4g sample` give the same latents and
+// video (fp32, CPU) for a fully trained and a LoRA-trained tiny model, with and without the refiner.
+TEST(SampleCli, AnExportSamplesAsDiffusersWithItsLoaderFile) {
+  TempDir dir;
+  for (const std::string cs : {"full", "lora"}) {
+    SCOPED_TRACE(cs);
+    const std::string root = fixture("trained_export/" + cs);
+    const std::string common = " --model " + root + "/export --steps 3 --cfg 6 --seed 42 --frames 9 --height 32 " +
+                               "--width 48 --set model.device=cpu --set model.dtype=fp32 --out " + dir.file(cs + ".h5");
+    const auto want = load_safetensors(root + "/expected.safetensors");
+    CommandResult r = sample(common + " --save-latents " + dir.file(cs + ".st"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto got = load_safetensors(dir.file(cs + ".st"));
+    EXPECT_LE((got.at("latents") - want.at("latents")).abs().max().item<double>(), 1e-4);
+    EXPECT_LE((got.at("video") - want.at("video")).abs().max().item<double>(), 1e-4);
+    r = sample(common + " --no-refiner --save-latents " + dir.file(cs + "_bare.st"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto bare = load_safetensors(dir.file(cs + "_bare.st"));
+    EXPECT_LE((bare.at("latents") - want.at("latents_no_refiner")).abs().max().item<double>(), 1e-4);
+    // The two references differ, so the comparisons above can tell them apart.
+    EXPECT_GT((want.at("latents") - want.at("latents_no_refiner")).abs().max().item<double>(), 1e-3);
+  }
+}
+
 TEST(SampleCli, BadInputsAreOneLineErrors) {
   TempDir dir;
   const std::string out = " --out " + dir.file("x.h5");
