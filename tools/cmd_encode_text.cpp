@@ -8,12 +8,14 @@
 #include "models/text_encoder.h"
 #include "models/vae_files.h"
 #include "tools/commands.h"
+#include "tools/recipe_flags.h"
 
 namespace t4g::tools {
 
 void register_encode_text(CLI::App& app) {
   auto options = std::make_shared<EncodeTextFileOptions>();
-  auto dtype = std::make_shared<std::string>("fp32");
+  auto dtype = std::make_shared<std::string>("auto");
+  options->device = "auto";
   CLI::App* cmd = app.add_subcommand(
       "encode-text",
       "Encode prompts with the pipeline's T5 (tokenizer/ + text_encoder/) as CogVideoX does: prompt_embeds "
@@ -27,11 +29,13 @@ void register_encode_text(CLI::App& app) {
   cmd->add_option("--max-length", options->max_length, "tokens per prompt including </s> (CogVideoX: 226)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--dtype", *dtype, "compute dtype: fp32, bf16 or fp16")->capture_default_str();
-  cmd->add_option("--device", options->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--dtype", *dtype, "compute dtype: fp32, bf16, fp16 or auto (bf16 on CUDA, fp32 on the CPU)")
+      ->capture_default_str();
+  cmd->add_option("--device", options->device, "cpu, cuda, cuda:N or auto (cuda when present)")->capture_default_str();
   cmd->add_option("--cache", options->cache, "text-embedding cache folder (reused across runs)");
   cmd->callback([options, dtype]() {
-    options->dtype = parse_compute_dtype(*dtype);
+    options->dtype = parse_compute_dtype(resolve_dtype_flag(*dtype, options->device));
+    options->device = resolve_device_flag(options->device);
     const EncodeTextFileReport r = encode_text_file(*options);
     T4G_INFO("encode-text: ", options->prompts.size(), " prompts -> prompt_embeds ", shape_string(r.shape), " in ",
              r.seconds, " s", r.truncated ? " (" + std::to_string(r.truncated) + " truncated)" : std::string(),

@@ -2,6 +2,7 @@
 // with optional Q/K probes (the parity and debugging entry point).
 #include "models/cogvideox_io.h"
 #include "tools/commands.h"
+#include "tools/recipe_flags.h"
 
 namespace t4g::tools {
 
@@ -11,8 +12,8 @@ void register_forward(CLI::App& app) {
 
   static ForwardTransformerFileOptions options;
   static int64_t probe_layer = -1;
-  static std::string dtype = "fp32";
-  static std::string device = "cpu";
+  static std::string dtype = "auto";
+  static std::string device = "auto";
   CLI::App* transformer =
       forward->add_subcommand("transformer",
                               "CogVideoX transformer: IN has hidden_states, encoder_hidden_states, timestep (ofs); "
@@ -22,12 +23,16 @@ void register_forward(CLI::App& app) {
   transformer->add_option("--output", options.output, "output safetensors file")->required();
   transformer->add_option("--probe-layer", probe_layer, "capture query/key fed to attention at this block")
       ->check(CLI::NonNegativeNumber);
-  transformer->add_option("--dtype", dtype, "compute dtype")->check(CLI::IsMember({"fp32", "bf16"}));
-  transformer->add_option("--device", device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  transformer->add_option("--dtype", dtype, "compute dtype (auto: bf16 on CUDA, fp32 on the CPU)")
+      ->check(CLI::IsMember({"fp32", "bf16", "auto"}))
+      ->capture_default_str();
+  transformer->add_option("--device", device, "cpu or cuda (auto: cuda when present)")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
+      ->capture_default_str();
   transformer->callback([] {
     options.probe_layer = probe_layer >= 0 ? std::optional<int64_t>(probe_layer) : std::nullopt;
-    options.load.dtype = dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
-    options.load.device = torch::Device(device);
+    options.load.dtype = resolve_dtype_flag(dtype, device) == "bf16" ? torch::kBFloat16 : torch::kFloat32;
+    options.load.device = torch::Device(resolve_device_flag(device));
     forward_transformer_file(options);
   });
 }

@@ -64,6 +64,16 @@ Config load_model_recipe(const RecipeFlags& recipe, const ModelFlags& model) {
   return load_config(recipe.config_path, overrides);
 }
 
+std::string resolve_device_flag(const std::string& device) {
+  if (device != "auto") return device;
+  return torch::cuda::is_available() ? "cuda" : "cpu";
+}
+
+std::string resolve_dtype_flag(const std::string& dtype, const std::string& device) {
+  if (dtype != "auto") return dtype;
+  return resolve_device_flag(device).rfind("cuda", 0) == 0 ? "bf16" : "fp32";
+}
+
 ComponentRequest component_request(const ModelFlags& flags) {
   ComponentRequest r;
   r.refiner = !flags.no_refiner;

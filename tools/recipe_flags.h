@@ -37,6 +37,11 @@ void add_model_flags(CLI::App* app, ModelFlags& flags, const std::string& what =
 // own dtype), so a model folder alone runs with its own sizes, dtype and device. --set wins.
 Config load_model_recipe(const RecipeFlags& recipe, const ModelFlags& model);
 
+// --device / --dtype values of the commands that take them directly (vae, encode-text, forward):
+// "auto" is cuda when a GPU is visible, else cpu; dtype "auto" is bf16 on CUDA, fp32 on the CPU.
+std::string resolve_device_flag(const std::string& device);
+std::string resolve_dtype_flag(const std::string& dtype, const std::string& device);
+
 // The components to load for `flags` (ComponentRequest.refiner from --no-refiner).
 ComponentRequest component_request(const ModelFlags& flags);
 

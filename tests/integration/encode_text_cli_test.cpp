@@ -24,7 +24,11 @@ std::string quoted(const std::string& s) {
 }
 
 CommandResult encode_text(const std::string& args) {
-  return run_command("T4G_LOG_LEVEL=info " + program("t4g") + " encode-text " + args);
+  // The fixtures are fp32 on the CPU; pin both where a test does not choose (auto is CUDA and bf16 on a GPU).
+  std::string pin;
+  if (args.find("--device") == std::string::npos) pin += " --device cpu";
+  if (args.find("--dtype") == std::string::npos) pin += " --dtype fp32";
+  return run_command("T4G_LOG_LEVEL=info " + program("t4g") + " encode-text " + args + pin);
 }
 
 int64_t count(const std::string& text, const std::string& needle) {

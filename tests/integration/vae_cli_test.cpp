@@ -20,7 +20,11 @@ using testing::TempDir;
 constexpr double kTolerance = 2e-5;
 
 CommandResult vae(const std::string& args) {
-  return run_command(program("t4g") + " vae " + args + " --model " + fixture("vae/tiny"));
+  // The fixtures are fp32 on the CPU; pin both where a test does not choose (auto is CUDA and bf16 on a GPU).
+  std::string pin;
+  if (args.find("--device") == std::string::npos) pin += " --device cpu";
+  if (args.find("--dtype") == std::string::npos) pin += " --dtype fp32";
+  return run_command(program("t4g") + " vae " + args + pin + " --model " + fixture("vae/tiny"));
 }
 
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
