@@ -9,10 +9,12 @@ std::string format_error(const std::string& message, const ErrorContext& c) {
   out += message;
   std::string detail;
   if (!c.tensor.empty()) detail += "tensor " + c.tensor;
+  // Only what is known: "expected X, got Y", "expected X" or "got Y" (never a "?" placeholder).
   if (!c.expected.empty() || !c.got.empty()) {
     if (!detail.empty()) detail += "; ";
-    detail += "expected " + (c.expected.empty() ? std::string("?") : c.expected) + ", got " +
-              (c.got.empty() ? std::string("?") : c.got);
+    if (!c.expected.empty()) detail += "expected " + c.expected;
+    if (!c.expected.empty() && !c.got.empty()) detail += ", ";
+    if (!c.got.empty()) detail += "got " + c.got;
   }
   if (!detail.empty()) out += " (" + detail + ")";
   // One line, always: a multi-line message would break log parsing and the CLI contract.

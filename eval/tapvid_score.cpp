@@ -5,6 +5,8 @@
 
 #include "common/error.h"
 #include "common/hdf5.h"
+#include "common/fs.h"
+#include "data/shards.h"
 #include "data/tapvid.h"
 
 namespace t4g {
@@ -38,22 +40,61 @@ void write_tapvid_predictions(const std::string& path, const std::vector<TapVidP
   file.commit();
 }
 
+namespace {
+
+// One video's ground truth in 256x256 raster pixels, named as PRED.h5 names it.
+struct GroundTruth {
+  std::string name;
+  torch::Tensor points;    // float32 [N, T, 2]
+  torch::Tensor occluded;  // bool [N, T]
+};
+
+// The ground truth of a TAP-Vid pickle (tapnet: points * 256, no half-pixel shift) or of a shard
+// folder (tracks in pixels of the stored frames, rescaled by 256 / W and 256 / H, as `t4g track`
+// scores them), in file order.
+std::vector<GroundTruth> read_ground_truth(const std::string& path) {
+  std::vector<GroundTruth> out;
+  const bool pickle = path.size() > 4 && path.compare(path.size() - 4, 4, ".pkl") == 0;
+  if (!pickle && is_directory(path) && is_regular_file(path_join(path, data::kShardIndexName))) {
+    const data::ShardReader reader(path);
+    for (size_t i = 0; i < reader.size(); ++i) {
+      const data::ShardVideo v = reader.read(i);
+      const double sx = static_cast<double>(kTapVidResolution) / static_cast<double>(v.frames.size(2));
+      const double sy = static_cast<double>(kTapVidResolution) / static_cast<double>(v.frames.size(1));
+      out.push_back({v.id, (v.tracks * torch::tensor({sx, sy})).to(torch::kFloat32), v.visibility.logical_not()});
+    }
+    return out;
+  }
+  ErrorContext ctx;
+  ctx.file = path;
+  ctx.key = "--data";
+  ctx.expected = "a TAP-Vid .pkl or a shard folder with index.json";
+  T4G_CHECK_CTX(pickle, ctx, "not ground truth that `t4g tapvid score` reads");
+  const std::vector<data::TapVidVideo> videos = data::read_tapvid_pickle(path);
+  for (size_t i = 0; i < videos.size(); ++i) {
+    const data::TapVidVideo& v = videos[i];
+    out.push_back({tapvid_group_name(v.name, static_cast<int64_t>(i)),
+                   (v.points * static_cast<double>(kTapVidResolution)).to(torch::kFloat32), v.occluded});
+  }
+  return out;
+}
+
+}  // namespace
+
 Json score_tapvid(const TapVidScoreOptions& o) {
-  const std::vector<data::TapVidVideo> videos = data::read_tapvid_pickle(o.data);
+  const std::vector<GroundTruth> videos = read_ground_truth(o.data);
   const h5::File pred_file = h5::File::open(o.pred);
   const h5::Group root = pred_file.root();
   std::vector<std::map<std::string, double>> per_video;
   Json per_video_json = Json::object();
-  for (size_t i = 0; i < videos.size(); ++i) {
-    const data::TapVidVideo& v = videos[i];
-    const std::string name = tapvid_group_name(v.name, static_cast<int64_t>(i));
+  for (const GroundTruth& v : videos) {
+    const std::string& name = v.name;
     ErrorContext ctx;
     ctx.file = o.pred;
     ctx.key = "/" + name;
     T4G_CHECK_CTX(root.has_group(name), ctx, "no predictions for this video");
     const h5::Group g = root.group(name);
-    // Ground truth in 256x256 raster pixels (tapnet: points * 256, no half-pixel shift).
-    const torch::Tensor gt = (v.points * static_cast<double>(kTapVidResolution)).to(torch::kFloat32);
+    const torch::Tensor& gt = v.points;
     const TapVidQueries q = sample_queries(gt, v.occluded, o.query_mode, o.query_stride);
     const int64_t num_queries = q.query_points.size(0), frames = gt.size(1);
     auto read_checked = [&](const std::string& dataset, std::vector<int64_t> shape) {

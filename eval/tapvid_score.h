@@ -1,5 +1,5 @@
-// Scoring tracker output on a TAP-Vid file (`t4g tapvid score`): reads the ground truth from the
-// pickle, samples queries per the protocol, reads predictions from PRED.h5 and computes
+// Scoring tracker output on a TAP-Vid file or a shard folder (`t4g tapvid score`): reads the ground
+// truth (the pickle's, or the shards' exact or flow tracks), samples queries per the protocol, reads predictions from PRED.h5 and computes
 // tapnet's metrics per video and their unweighted mean.
 //
 // PRED.h5 layout (also what `t4g track` writes): one group per video, named by the pickle's key
@@ -34,7 +34,7 @@ std::string tapvid_group_name(const std::string& key, int64_t index);
 void write_tapvid_predictions(const std::string& path, const std::vector<TapVidPrediction>& predictions);
 
 struct TapVidScoreOptions {
-  std::string data;                     // TAP-Vid pickle
+  std::string data;                     // TAP-Vid pickle, or a shard folder (group names = video ids)
   std::string pred;                     // PRED.h5
   QueryMode query_mode = QueryMode::kFirst;
   int64_t query_stride = 5;             // 'strided' mode

@@ -195,8 +195,8 @@ void TextEncoder::enable_cache(const std::string& folder, const std::string& mod
 }
 
 torch::Tensor TextEncoder::encode_cached(const std::vector<std::string>& prompts, int64_t max_length) {
-  T4G_CHECK(cache_ != nullptr, "text encoder: encode_cached needs a cache folder (enable_cache)");
   T4G_CHECK(!prompts.empty(), "text encoder: no prompts to encode");
+  if (cache_ == nullptr) return encode(prompts, max_length);
   std::vector<torch::Tensor> rows(prompts.size());
   std::map<std::string, std::vector<size_t>> missing;  // prompt -> positions in the batch
   for (size_t i = 0; i < prompts.size(); ++i) {
@@ -242,21 +242,33 @@ torch::Device parse_device(const std::string& name) {
   return *device;
 }
 
+int64_t model_text_length(const std::string& root) {
+  const std::string config = path_join(path_join(root, "transformer"), "config.json");
+  if (!is_regular_file(config)) return 226;
+  return json_get_or<int64_t>(read_json(config), "max_text_seq_length", 226, config);
+}
+
 EncodeTextFileReport encode_text_file(const EncodeTextFileOptions& options) {
   T4G_CHECK(!options.prompts.empty(), "encode-text: give at least one --prompt");
+  const int64_t max_length = options.max_length > 0 ? options.max_length : model_text_length(options.model);
   ErrorContext ctx;
-  ctx.key = "max_length";
+  ctx.key = "--max-length";
   ctx.expected = "at least 1";
-  ctx.got = std::to_string(options.max_length);
-  T4G_CHECK_CTX(options.max_length >= 1, ctx, "bad max_length");
+  ctx.got = std::to_string(max_length);
+  T4G_CHECK_CTX(max_length >= 1, ctx, "bad max_length");
   auto encoder = TextEncoder::load(options.model, parse_device(options.device), options.dtype);
   if (!options.cache.empty()) encoder.enable_cache(options.cache);
 
   const auto start = std::chrono::steady_clock::now();
   // With a cache, encode_cached warns for the prompts it encodes; cached ones stay quiet.
-  const TokenizedPrompts tokens = encoder.tokenize(options.prompts, options.max_length, options.cache.empty());
+  const TokenizedPrompts tokens = encoder.tokenize(options.prompts, max_length, options.cache.empty());
   const torch::Tensor embeds = options.cache.empty() ? encoder.encode_ids(tokens.input_ids)
-                                                     : encoder.encode_cached(options.prompts, options.max_length);
+                                                     : encoder.encode_cached(options.prompts, max_length);
+  // The negative prompt and "" once each (the pipeline encodes the negative per video; the
+  // embeddings are equal).
+  const torch::Tensor negative = encoder.encode_cached({options.negative_prompt}, max_length);
+  const torch::Tensor empty =
+      options.negative_prompt.empty() ? negative : encoder.encode_cached({std::string()}, max_length);
   if (embeds.is_cuda()) torch::cuda::synchronize();
   EncodeTextFileReport report;
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -265,11 +277,15 @@ EncodeTextFileReport encode_text_file(const EncodeTextFileOptions& options) {
 
   std::map<std::string, torch::Tensor> tensors;
   tensors["prompt_embeds"] = embeds.to(torch::kCPU, torch::kFloat32).contiguous();
+  tensors["negative_prompt_embeds"] =
+      negative.to(torch::kCPU, torch::kFloat32).expand({embeds.size(0), -1, -1}).contiguous();
+  tensors["empty_prompt_embeds"] = empty.to(torch::kCPU, torch::kFloat32).contiguous();
   tensors["input_ids"] = tokens.input_ids;
   tensors["attention_mask"] = tokens.attention_mask;
   save_safetensors(options.output, tensors,
                    {{"prompts", Json(options.prompts).dump(-1, ' ', false, Json::error_handler_t::replace)},
-                    {"max_length", std::to_string(options.max_length)},
+                    {"negative_prompt", Json(options.negative_prompt).dump(-1, ' ', false, Json::error_handler_t::replace)},
+                    {"max_length", std::to_string(max_length)},
                     {"dtype", dtype_label(options.dtype)},
                     {"encoder", encoder.identity()}});
   if (encoder.cache() != nullptr) {

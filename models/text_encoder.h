@@ -58,8 +58,8 @@ class TextEncoder {
   // Prompts -> T5 last_hidden_state [B, max_length, d_model] in the compute dtype on the device.
   // Ids are padded to max_length and T5 sees the padding (no attention mask), as the pipeline does.
   torch::Tensor encode(const std::vector<std::string>& prompts, int64_t max_length = 226);
-  // The same through the cache (enable_cache first): only prompts not cached are encoded, in one
-  // batch (a truncation warning comes only for those).
+  // The same through the cache when one is enabled (enable_cache): only prompts not cached are
+  // encoded, in one batch (a truncation warning comes only for those). Without a cache: encode.
   torch::Tensor encode_cached(const std::vector<std::string>& prompts, int64_t max_length = 226);
   // Ids [B, L] -> last_hidden_state [B, L, d_model].
   torch::Tensor encode_ids(const torch::Tensor& input_ids);
@@ -101,13 +101,18 @@ struct ModelComponents;  // models/model_components.h
 torch::Tensor empty_prompt_embedding(const ModelComponents& components, const std::string& file = "");
 
 // `t4g encode-text`: prompts -> a safetensors file with `prompt_embeds` [B, L, D] float32,
-// `input_ids` and `attention_mask` int64 [B, L], and metadata (prompts as a JSON array,
-// max_length, dtype, encoder identity). Written atomically.
+// `negative_prompt_embeds` [B, L, D] (the negative prompt's, repeated per prompt, as the
+// pipeline's CFG batch needs), `empty_prompt_embeds` [1, L, D] (T5 of "": what DiTFlow's
+// reference forward and DiffTrack's tracking condition on), `input_ids` and `attention_mask` int64
+// [B, L], and metadata (prompts as a JSON array, negative prompt, max_length, dtype, encoder
+// identity). One file serves `t4g sample` and `t4g transfer`. Written atomically.
 struct EncodeTextFileOptions {
   std::string model;                          // pipeline root or folder with text_encoder/ and tokenizer/
   std::vector<std::string> prompts;           // at least one
+  std::string negative_prompt;                // the negative prompt of every video ("" as the pipeline)
   std::string output;                         // .safetensors to write
-  int64_t max_length = 226;                   // tokens per prompt, </s> included
+  int64_t max_length = 0;                     // tokens per prompt, </s> included; 0 = the model's
+                                              // (transformer/config.json max_text_seq_length, else 226)
   torch::ScalarType dtype = torch::kFloat32;  // compute dtype
   std::string device = "cpu";                 // cpu, cuda or cuda:N
   std::string cache;                          // embedding cache folder ("" = none)
@@ -120,6 +125,10 @@ struct EncodeTextFileReport {
   double seconds = 0;          // tokenize + encode (model loading excluded)
 };
 EncodeTextFileReport encode_text_file(const EncodeTextFileOptions& options);
+
+// The text length a pipeline's transformer takes (transformer/config.json max_text_seq_length,
+// CogVideoX: 226); 226 when the folder has no transformer.
+int64_t model_text_length(const std::string& root);
 
 // torch::Device from "cpu", "cuda", "cuda:N"; a bad name or CUDA without a GPU is a t4g::Error.
 torch::Device parse_device(const std::string& name);

@@ -19,15 +19,19 @@ void register_encode_text(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "encode-text",
       "Encode prompts with the pipeline's T5 (tokenizer/ + text_encoder/) as CogVideoX does: prompt_embeds "
-      "[B, L, D] float32, input_ids and attention_mask [B, L] to a safetensors file");
+      "[B, L, D], negative_prompt_embeds [B, L, D] and empty_prompt_embeds [1, L, D] float32, input_ids and "
+      "attention_mask [B, L] to a safetensors file that `t4g sample` and `t4g transfer` read");
   cmd->add_option("--model", options->model, "diffusers pipeline root, or a folder with text_encoder/ and tokenizer/")
       ->required();
   cmd->add_option("--prompt", options->prompts, "a prompt (repeat for a batch; \"\" is the empty negative prompt)")
       ->required()
       ->allow_extra_args(false);
   cmd->add_option("--out", options->output, "output .safetensors (written atomically)")->required();
-  cmd->add_option("--max-length", options->max_length, "tokens per prompt including </s> (CogVideoX: 226)")
-      ->capture_default_str()
+  cmd->add_option("--negative-prompt", options->negative_prompt,
+                  "negative prompt of every video (default empty, as the pipeline): negative_prompt_embeds");
+  cmd->add_option("--max-length", options->max_length,
+                  "tokens per prompt including </s> (default: the model's, transformer/config.json "
+                  "max_text_seq_length; CogVideoX: 226)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--dtype", *dtype, "compute dtype: fp32, bf16, fp16 or auto (bf16 on CUDA, fp32 on the CPU)")
       ->capture_default_str();

@@ -14,7 +14,7 @@ void register_tapvid(CLI::App& app) {
   static std::string mode = "first", out;
   CLI::App* score = tapvid->add_subcommand(
       "score", "Compute tapnet's metrics (per video and the mean over videos) of PRED.h5 on a TAP-Vid pickle");
-  score->add_option("--data", options.data, "TAP-Vid pickle (DAVIS dict form or Kinetics list form)")->required();
+  score->add_option("--data", options.data, "TAP-Vid pickle (DAVIS dict form or Kinetics list form), or a shard folder (ground truth = its tracks)")->required();
   score->add_option("--pred", options.pred,
                     "predictions: one group per video with tracks float32 [Q,T,2] (256x256 pixels) and "
                     "occluded uint8 [Q,T]")

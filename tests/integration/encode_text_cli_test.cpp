@@ -46,7 +46,8 @@ TEST(EncodeTextCli, MatchesTransformersAndCaches) {
   const CommandResult r = encode_text(common + " --out " + dir.file("out.safetensors"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(count(r.err, "T5 tokenizer: prompt 2 has 261 tokens"), 1) << r.err;  // the over-long one
-  EXPECT_NE(r.err.find("0 hits, 3 misses"), std::string::npos) << r.err;
+  // Prompt 1 is "": the negative prompt (default "") and the empty prompt reuse its cached row.
+  EXPECT_NE(r.err.find("1 hits, 3 misses"), std::string::npos) << r.err;
 
   const auto want = load_safetensors(fixture("t5/encoder_expected.safetensors"));
   SafetensorsFile out(dir.file("out.safetensors"));
@@ -58,11 +59,16 @@ TEST(EncodeTextCli, MatchesTransformersAndCaches) {
   EXPECT_TRUE(torch::equal(out.tensor("attention_mask"), want.at("attention_mask")));
   EXPECT_EQ(out.metadata().at("max_length"), "226");
   EXPECT_EQ(parse_json(out.metadata().at("prompts"), "metadata").size(), 3u);
+  // One file for sample (CFG) and transfer: the negative prompt's rows and T5("") once.
+  EXPECT_EQ(out.tensor("negative_prompt_embeds").sizes(), (std::vector<int64_t>{3, 226, 32}));
+  EXPECT_EQ(out.tensor("empty_prompt_embeds").sizes(), (std::vector<int64_t>{1, 226, 32}));
+  for (int64_t i = 0; i < 3; ++i) EXPECT_TRUE(torch::equal(out.tensor("negative_prompt_embeds")[i], embeds[1]));
+  EXPECT_TRUE(torch::equal(out.tensor("empty_prompt_embeds")[0], embeds[1]));
 
   // Second run: every prompt from the cache, the same bytes out.
   const CommandResult again = encode_text(common + " --out " + dir.file("again.safetensors"));
   ASSERT_EQ(again.exit_code, 0) << again.err;
-  EXPECT_NE(again.err.find("3 hits, 0 misses"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("4 hits, 0 misses"), std::string::npos) << again.err;
   EXPECT_TRUE(torch::equal(SafetensorsFile(dir.file("again.safetensors")).tensor("prompt_embeds"), embeds));
 }
 
@@ -78,6 +84,21 @@ TEST(EncodeTextCli, MaxLengthAndBf16) {
   EXPECT_EQ(out.metadata().at("dtype"), "bf16");
   EXPECT_EQ(out.tensor("input_ids")[1][0].item<int64_t>(), 1);  // empty prompt: </s> then padding
   EXPECT_EQ(out.tensor("attention_mask")[1].sum().item<int64_t>(), 1);
+}
+
+// A negative prompt of its own: negative_prompt_embeds encode it, empty_prompt_embeds stay T5("").
+TEST(EncodeTextCli, NegativePromptAndEmptyPrompt) {
+  TempDir dir;
+  const std::string model = "--model " + fixture("t5/pipeline") + " --max-length 16";
+  ASSERT_EQ(encode_text(model + " --prompt 'a cat' --negative-prompt 'blurry' --out " + dir.file("a.safetensors"))
+                .exit_code,
+            0);
+  ASSERT_EQ(encode_text(model + " --prompt 'blurry' --prompt '' --out " + dir.file("b.safetensors")).exit_code, 0);
+  SafetensorsFile a(dir.file("a.safetensors")), b(dir.file("b.safetensors"));
+  EXPECT_TRUE(torch::equal(a.tensor("negative_prompt_embeds")[0], b.tensor("prompt_embeds")[0]));
+  EXPECT_TRUE(torch::equal(a.tensor("empty_prompt_embeds")[0], b.tensor("prompt_embeds")[1]));
+  EXPECT_FALSE(torch::equal(a.tensor("negative_prompt_embeds")[0], a.tensor("empty_prompt_embeds")[0]));
+  EXPECT_EQ(a.metadata().at("negative_prompt"), "\"blurry\"");
 }
 
 TEST(EncodeTextCli, MissingTokenizerIsOneLine) {

@@ -137,6 +137,29 @@ TEST(TrackCli, TapVidPredictionsRescoreToTheSameMetrics) {
   }
 }
 
+// Shards score too: the PRED.h5 of `t4g track --data SHARDS` against the shards' own tracks gives
+// METRICS.json's numbers; a folder that is neither is one error line naming what is read.
+TEST(TrackCli, ShardPredictionsRescoreToTheSameMetrics) {
+  t4g::testing::TempDir dir;
+  const std::string ds = synthetic_shards(dir);
+  const std::string out = dir.file("out");
+  auto r = run_command(program("t4g") + " track --data " + ds + " --out " + out + kTiny);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_command(program("t4g") + " tapvid score --data " + ds + " --pred " + out + "/PRED.h5 --out " +
+                  dir.file("score.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const t4g::Json tracked = t4g::read_json(out + "/METRICS.json");
+  const t4g::Json scored = t4g::read_json(dir.file("score.json"));
+  EXPECT_EQ(scored["videos"], 2);
+  for (const auto& [name, value] : scored["mean"].items()) {
+    ASSERT_FALSE(value.is_null()) << name;
+    EXPECT_NEAR(tracked["mean"][name].get<double>(), value.get<double>(), 1e-6) << name;
+  }
+  r = run_command(kQuiet + program("t4g") + " tapvid score --data " + dir.path() + " --pred " + out +
+                  "/PRED.h5 --out " + dir.file("x.json"));
+  expect_one_error_line(r, "a TAP-Vid .pkl or a shard folder");
+}
+
 TEST(TrackCli, BadInputsGiveOneLine) {
   t4g::testing::TempDir dir;
   const std::string ds = synthetic_shards(dir);

@@ -92,7 +92,7 @@ TEST(Config, InvalidYamlAndNonMapping) {
   EXPECT_NE(parse_error("run: [unclosed\n").find("recipe.yaml:"), std::string::npos);
   EXPECT_NE(parse_error("run: [unclosed\n").find("invalid YAML"), std::string::npos);
   EXPECT_EQ(parse_error("- a\n- b\n"),
-            "recipe.yaml: a recipe must be a YAML mapping (expected a mapping of sections (run, model, data, ...), got ?)");
+            "recipe.yaml: a recipe must be a YAML mapping (expected a mapping of sections (run, model, data, ...))");
 }
 
 TEST(Config, OverridesApplyAndAreChecked) {

@@ -32,7 +32,11 @@ TEST(Error, TensorContext) {
   ErrorContext ctx;
   ctx.tensor = "x";
   ctx.expected = "[2,3]";
-  EXPECT_EQ(format_error("bad shape", ctx), "bad shape (tensor x; expected [2,3], got ?)");
+  EXPECT_EQ(format_error("bad shape", ctx), "bad shape (tensor x; expected [2,3])");
+  // Only what is known is printed: no "?" placeholder for a missing side.
+  ErrorContext got_only;
+  got_only.got = "7";
+  EXPECT_EQ(format_error("bad", got_only), "bad (got 7)");
 }
 
 }  // namespace

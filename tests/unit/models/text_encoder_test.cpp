@@ -107,6 +107,13 @@ TEST(TextEncoder, CacheHitsAreTheEncodedTensors) {
   EXPECT_EQ(again.cache()->hits(), 1);
 }
 
+// Without a cache folder, encode_cached is encode (sampling with --prompt needs no --text-cache).
+TEST(TextEncoder, EncodeCachedWithoutACacheEncodes) {
+  TextEncoder encoder = TextEncoder::load(root());
+  EXPECT_EQ(encoder.cache(), nullptr);
+  EXPECT_TRUE(torch::equal(encoder.encode_cached({"a red car", ""}, 16), encoder.encode({"a red car", ""}, 16)));
+}
+
 TEST(TextEncoder, ForeignCacheFileIsAMiss) {
   testing::TempDir dir;
   auto encoder = TextEncoder::load(root());
