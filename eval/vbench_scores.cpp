@@ -2,6 +2,8 @@
 // `t4g vbench` on a folder holds one decoded video in memory, not all of them.
 #include "eval/vbench_scores.h"
 
+#include "data/video_io.h"
+
 #include <algorithm>
 #include <cstdio>
 
@@ -190,10 +192,12 @@ std::vector<std::string> list_vbench_videos(const std::string& path) {
   if (!is_directory(path)) return {path};
   std::vector<std::string> files;
   for (const std::string& name : list_dir(path)) {
-    if (name.size() > 3 && name.compare(name.size() - 3, 3, ".h5") == 0) files.push_back(path_join(path, name));
+    const std::string file = path_join(path, name);
+    const bool h5 = name.size() > 3 && name.compare(name.size() - 3, 3, ".h5") == 0;
+    if (h5 || (is_regular_file(file) && data::is_video_source(file))) files.push_back(file);
   }
   std::sort(files.begin(), files.end());
-  ctx.expected = "HDF5 videos (*.h5 with dataset frames)";
+  ctx.expected = "videos: *.h5 (dataset frames) or video files such as *.mp4";
   ctx.got = "none";
   T4G_CHECK_CTX(!files.empty(), ctx, "no videos in the folder");
   return files;
@@ -234,7 +238,7 @@ VbenchReport vbench_files(const VbenchFileOptions& options) {
         image_path = path;
       }
     }
-    const torch::Tensor frames = read_frames_h5(file);
+    const torch::Tensor frames = read_any_video(file);
     try {
       accumulator.add(file_stem(file), frames, image);
     } catch (const Error& e) {

@@ -64,13 +64,13 @@ std::map<std::string, double> vbench_scores(const std::vector<torch::Tensor>& vi
 
 // `t4g vbench`: videos from a .h5 file or a folder of them, METRICS.json out.
 struct VbenchFileOptions {
-  std::string videos;    // one HDF5 video (dataset `frames`) or a folder whose *.h5 files are the videos
+  std::string videos;    // one video (HDF5 with dataset `frames`, or a video file) or a folder of them
   std::string image;     // i2v_subject: an RGB PNG for every video, or a folder with <video stem>.png (or <prompt>.png) per video
   std::string out;       // METRICS.json, written atomically; "" = not written
   VbenchOptions vbench;  // dimensions and DINO (its `images` are not used: `image` names them)
 };
 
-// The HDF5 videos `path` names: the file itself, or a folder's *.h5 files in name order. Errors
+// The videos `path` names: the file itself, or a folder's *.h5 and video files in name order. Errors
 // name the path when it does not exist or the folder holds none.
 std::vector<std::string> list_vbench_videos(const std::string& path);
 

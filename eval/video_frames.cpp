@@ -5,6 +5,7 @@
 #include "common/fs.h"
 #include "common/hdf5.h"
 #include "common/shape_string.h"
+#include "data/video_io.h"
 
 namespace t4g {
 
@@ -35,6 +36,30 @@ torch::Tensor read_frames_h5(const std::string& path) {
   T4G_CHECK_CTX(!info.is_string && info.dtype == torch::kUInt8 && info.shape.size() == 4 && info.shape[3] == 3, ctx,
                 "video frames must be uint8 RGB [F, H, W, 3]");
   return root.read("frames");
+}
+
+torch::Tensor read_any_video(const std::string& path) {
+  const auto ends_with = [&](const char* suffix) {
+    const std::string s(suffix);
+    return path.size() >= s.size() && path.compare(path.size() - s.size(), s.size(), s) == 0;
+  };
+  if (ends_with(".h5") || ends_with(".hdf5") || (is_regular_file(path) && h5::is_hdf5_file(path))) {
+    return read_frames_h5(path);
+  }
+  ErrorContext ctx;
+  ctx.file = path;
+  T4G_CHECK_CTX(path_exists(path), ctx, "video not found");
+  ctx.expected = "an HDF5 video (dataset frames), a video file (.mp4, .webm, ...) or a folder of frame images";
+  T4G_CHECK_CTX(data::is_video_source(path), ctx, "not a video t4g reads");
+  T4G_CHECK_CTX(data::have_opencv(), ctx,
+                "this build has no OpenCV, so it reads no video files: convert to HDF5 (dataset frames) or rebuild "
+                "with OpenCV");
+  data::VideoReadOptions read;
+  read.height = 0;
+  read.width = 0;
+  read.frames = 0;
+  read.allow_short = true;
+  return data::read_video(path, read).frames;
 }
 
 }  // namespace t4g

@@ -18,4 +18,9 @@ void check_video_frames(const torch::Tensor& frames, const std::string& what, in
 // Errors name the file (and the dataset when it is missing or of the wrong type or shape).
 torch::Tensor read_frames_h5(const std::string& path);
 
+// Any video t4g reads, at its own size and length: an HDF5 file as above (.h5 / .hdf5), a video
+// file (.mp4, .webm, ... through OpenCV) or a folder of frame images. Without OpenCV a video file
+// is one error saying so (and that HDF5 works everywhere).
+torch::Tensor read_any_video(const std::string& path);
+
 }  // namespace t4g

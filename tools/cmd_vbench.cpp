@@ -14,7 +14,8 @@ void register_vbench(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "vbench", "VBench dimensions computed as VBench does: per video and VBench's aggregate over the videos");
   cmd->add_option("--videos", options.videos,
-                  "one HDF5 video (dataset frames, uint8 [F,H,W,3], as t4g sample writes) or a folder of *.h5")
+                  "one video (HDF5 with dataset frames, uint8 [F,H,W,3], as t4g sample writes; or a video file such as .mp4) "
+                  "or a folder of them")
       ->required();
   cmd->add_option("--dims", dims, "comma-separated: temporal_flickering, subject_consistency, i2v_subject")
       ->capture_default_str();

@@ -49,6 +49,30 @@ TEST(VbenchCli, ScoresAFolderOfVideosAsVBench) {
   EXPECT_NEAR(m["mean"]["temporal_flickering"].get<double>(), flicker, 1e-12);
 }
 
+// A video file (what VBench itself scores) reads through OpenCV where the build has it, and its
+// flickering is the one of its decoded frames; without OpenCV it is one line saying so.
+TEST(VbenchCli, ReadsVideoFilesWhereOpenCvIsPresent) {
+  testing::TempDir dir;
+  const auto r = testing::run_command(testing::program("t4g") + " sample --no-progress --steps 2 --out " +
+                                      dir.file("v.mp4") + " --save-latents " + dir.file("l.safetensors"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string written = path_exists(dir.file("v.mp4")) ? dir.file("v.mp4") : dir.file("v.h5");
+  const auto s = testing::run_command(testing::program("t4g") + " vbench --videos " + written + " --out " +
+                                      dir.file("m.json"));
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  const Json m = read_json(dir.file("m.json"));
+  EXPECT_EQ(m["videos"].get<int>(), 1);
+  const double tf = m["mean"]["temporal_flickering"].get<double>();
+  EXPECT_GT(tf, 0.0);
+  EXPECT_LE(tf, 1.0);
+  if (written.size() > 4 && written.compare(written.size() - 4, 4, ".mp4") != 0) return;  // no OpenCV: h5 only
+  // The same folder holding the mp4 scores the same.
+  const auto f = testing::run_command(testing::program("t4g") + " vbench --videos " + dir.path() + " --out " +
+                                      dir.file("f.json"));
+  ASSERT_EQ(f.exit_code, 0) << f.err;
+  EXPECT_EQ(read_json(dir.file("f.json"))["mean"]["temporal_flickering"].get<double>(), tf);
+}
+
 TEST(VbenchCli, ErrorsAreOneLineNamingTheFile) {
   testing::TempDir dir;
   write_video(dir.file("v.h5"), torch::randint(0, 256, {3, 16, 16, 3}, torch::kUInt8));
