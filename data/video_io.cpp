@@ -282,7 +282,8 @@ torch::Tensor resize_and_center_crop(const torch::Tensor& frame, int64_t height,
 
 void write_video(const std::string& path, const torch::Tensor& frames, const VideoWriteOptions& options) {
   check_frames(frames, path);
-  T4G_CHECK_CTX(options.fourcc.size() == 4, ctx_of(path), "fourcc must have 4 characters, got '", options.fourcc, "'");
+  T4G_CHECK_CTX(options.fourcc.empty() || options.fourcc.size() == 4, ctx_of(path),
+                "fourcc must have 4 characters, got '", options.fourcc, "'");
   T4G_CHECK_CTX(options.fps > 0, ctx_of(path), "fps must be positive, got ", options.fps);
 #if T4G_HAVE_OPENCV
   const torch::Tensor rgb = frames.contiguous();
@@ -292,12 +293,25 @@ void write_video(const std::string& path, const torch::Tensor& frames, const Vid
     // VideoWriter picks the container from the extension, so the temporary keeps it.
     const std::string tmp_ext = tmp + ext;
     try {
-      const auto& f = options.fourcc;
+      std::vector<std::string> codecs = {options.fourcc};
+      if (options.fourcc.empty()) {
+        if (ext == ".webm") codecs = {"VP80"};
+        else if (ext == ".avi") codecs = {"MJPG"};
+        else if (ext == ".mp4" || ext == ".m4v" || ext == ".mov") codecs = {"avc1", "mp4v"};
+        else codecs = {"mp4v"};
+      }
       quiet_video_backends();
-      cv::VideoWriter writer(tmp_ext, video_backend(), cv::VideoWriter::fourcc(f[0], f[1], f[2], f[3]), options.fps,
-                             cv::Size(w, h), true);
-      T4G_CHECK_CTX(writer.isOpened(), ctx_of(path), "cannot open a video writer (codec '", f,
-                    "' or container not available in this OpenCV build)");
+      cv::VideoWriter writer;
+      std::string tried;
+      for (const std::string& f : codecs) {
+        tried += (tried.empty() ? "" : ", ") + f;
+        if (writer.open(tmp_ext, video_backend(), cv::VideoWriter::fourcc(f[0], f[1], f[2], f[3]), options.fps,
+                        cv::Size(w, h), true)) {
+          break;
+        }
+      }
+      T4G_CHECK_CTX(writer.isOpened(), ctx_of(path), "cannot open a video writer (codec ", tried,
+                    " or container not available in this OpenCV build)");
       cv::Mat bgr;
       for (int64_t t = 0; t < rgb.size(0); ++t) {
         const cv::Mat m(h, w, CV_8UC3, rgb[t].data_ptr<uint8_t>());

@@ -53,7 +53,9 @@ torch::Tensor resize_and_center_crop(const torch::Tensor& frame, int64_t height,
 
 struct VideoWriteOptions {
   double fps = 8;             // frames per second written into the container
-  std::string fourcc = "mp4v"; // codec four-character code (mp4v is in every OpenCV build with FFmpeg)
+  std::string fourcc;          // codec four-character code; "" = by container: H.264 (avc1) for .mp4/.m4v/.mov
+                               // where the OpenCV build can encode it (what players expect), else mp4v (in
+                               // every OpenCV build with FFmpeg); VP8 for .webm, MJPG for .avi
 };
 
 // Writes uint8 [F, H, W, 3] RGB frames to a video file (container from the extension, normally

@@ -92,11 +92,10 @@ PromptEmbeddings prompt_embeddings_for(const SampleFileOptions& options, const M
   }
   ErrorContext ctx;
   ctx.file = components.source;
-  ctx.expected = "--prompt-embeds FILE.safetensors";
-  T4G_CHECK_CTX(components.is_tiny(), ctx,
-                "sampling ", components.source,
-                " needs prompt embeddings (--prompt-embeds FILE.safetensors with prompt_embeds and "
-                "negative_prompt_embeds from the model's T5 encoder)");
+  ctx.expected = "--prompt TEXT or --prompt-embeds FILE.safetensors";
+  T4G_CHECK_CTX(components.is_tiny(), ctx, "sampling ", components.source,
+                " needs a prompt: --prompt TEXT (encoded by the model's T5), or --prompt-embeds FILE.safetensors "
+                "(`t4g encode-text` writes one)");
   // The tiny model has no text encoder: its prompts are empty, like DiffTrack's tracking prompts.
   PromptEmbeddings prompts;
   prompts.positive = tiny_text_embeddings(components, 1);

@@ -65,6 +65,10 @@ Json track_plain_video(ModelComponents& components, const TrackRunOptions& o) {
   write_strip(o, name, video.frames, pred.tracks, pred.occluded);
   Json per_video = Json::object();
   per_video[name] = Json{{"seconds", seconds}, {"queries", xy.size(0)}};
+  T4G_INFO("tracking: ", o.data, ": ", xy.size(0), " grid queries over ", video.frames.size(0), " frames in ", seconds,
+           " s, ", 100.0 * (1.0 - pred.occluded.to(torch::kFloat32).mean().item<double>()),
+           " % of the points visible; tracks in ", path_join(o.out, "PRED.h5"),
+           o.strips ? ", strip in " + path_join(path_join(o.out, "strips"), name + ".png") : std::string());
   return Json{{"videos", 1}, {"per_video", per_video}, {"mean", Json::object()}};
 }
 

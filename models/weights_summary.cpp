@@ -2,6 +2,9 @@
 // SafetensorsCheckpoint validates every file and index, but no tensor data is touched, so a
 // multi-gigabyte pipeline is listed in milliseconds.
 #include "models/weights_summary.h"
+
+#include "models/lora.h"
+#include "models/trained_model.h"
 #include "common/fs.h"
 #include "common/shape_string.h"
 
@@ -79,9 +82,37 @@ std::string grouped_count(int64_t n) {
   return n < 0 ? "-" + out : out;
 }
 
+namespace {
+
+// A t4g export (models/trained_model.h) as one layout: its backbone (or whole pipeline), LoRA
+// adapters (PEFT file) and refiner, each a component named after its place in the folder.
+DiffusersLayout trained_export_layout(const std::string& path) {
+  DiffusersLayout layout;
+  layout.root = path;
+  layout.kind = DiffusersLayoutKind::kPipeline;
+  layout.pipeline_class = "t4g trained model";
+  const std::vector<std::pair<std::string, std::string>> parts = {
+      {"transformer", "transformer"},
+      {"vae", "vae"},
+      {"lora", path_join("lora", kPeftAdapterWeights)},
+      {"refiner", kRefinerFile}};
+  for (const auto& [name, relative] : parts) {
+    const std::string where = path_join(path, relative);
+    if (!path_exists(where)) continue;
+    for (DiffusersComponent c : resolve_diffusers_layout(where).components) {
+      c.name = name;
+      layout.components.push_back(std::move(c));
+    }
+  }
+  return layout;
+}
+
+}  // namespace
+
 WeightsSummary summarize_weights(const std::string& path) {
   WeightsSummary summary;
-  summary.layout = resolve_diffusers_layout(path);
+  summary.layout = trained_folder_kind(path) == TrainedFolderKind::kExport ? trained_export_layout(path)
+                                                                           : resolve_diffusers_layout(path);
   for (const auto& component : summary.layout.components) {
     ComponentWeights c;
     c.component = component;

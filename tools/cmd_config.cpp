@@ -1,6 +1,8 @@
 // t4g config show|check|doc: print a resolved recipe, validate one, or list every key.
 #include <iostream>
 
+#include "common/fs.h"
+#include "common/log.h"
 #include "tools/commands.h"
 #include "tools/recipe_flags.h"
 
@@ -19,7 +21,14 @@ void register_config(CLI::App& app) {
   CLI::App* check = config->add_subcommand("check", "Validate a recipe; exit 0 when it is valid");
   add_recipe_flags(check, check_flags);
   check->callback([] {
-    load_recipe(check_flags);
+    const Config c = load_recipe(check_flags);
+    // A valid recipe can still name files that are not there (yet): say so, without failing.
+    for (const auto& [key, path] : {std::pair<const char*, std::string>{"model.path", c.model.path},
+                                    {"data.shards", c.data.shards},
+                                    {"eval.data", c.eval.data},
+                                    {"eval.dino", c.eval.dino}}) {
+      if (!path.empty() && !path_exists(path)) T4G_WARN(key, ": ", path, " does not exist (yet)");
+    }
     std::cout << (check_flags.config_path.empty() ? "<embedded>" : check_flags.config_path) << ": ok\n";
   });
 

@@ -67,6 +67,12 @@ TEST(Cli, BadRecipesGiveOneLine) {
                         "--set data.frames");
   const auto ok = run_command(t4g() + " config check --config " + dir.file("ok.yaml"));
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  // Valid, but naming folders that are not there: one warning each, still exit 0.
+  const auto missing = run_command("T4G_LOG_LEVEL=warn " + t4g() + " config check --config " + dir.file("ok.yaml") +
+                                   " --set model.path=/no/such/model --set data.shards=/no/such/shards");
+  EXPECT_EQ(missing.exit_code, 0) << missing.err;
+  EXPECT_NE(missing.err.find("model.path: /no/such/model does not exist"), std::string::npos) << missing.err;
+  EXPECT_NE(missing.err.find("data.shards: /no/such/shards does not exist"), std::string::npos) << missing.err;
 }
 
 TEST(Cli, UnknownSubcommandOrFlagFails) {

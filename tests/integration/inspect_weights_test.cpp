@@ -50,6 +50,18 @@ TEST(InspectWeights, ListsAPipeline) {
   EXPECT_NE(r.out.find("total: 10.47 K (10,472) parameters"), std::string::npos) << r.out;
 }
 
+// A run's export lists everything that trained: the backbone (here the tiny base's whole
+// pipeline), the LoRA adapters and the refiner.
+TEST(InspectWeights, ListsATrainedExport) {
+  const CommandResult r = inspect(fixture("trained_export/lora/export"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* part : {"transformer", "vae", "lora", "refiner"}) {
+    EXPECT_NE(r.out.find(std::string("\n  ") + part + " "), std::string::npos) << part << "\n" << r.out;
+  }
+  EXPECT_NE(r.out.find("lora_A.weight"), std::string::npos);
+  EXPECT_NE(r.out.find("proj.weight"), std::string::npos);
+}
+
 TEST(InspectWeights, JsonForFilesAndFolders) {
   for (const std::string& path : {fixture("safetensors/dtypes.safetensors"), fixture("safetensors/sharded"),
                                  fixture("safetensors/sharded/diffusion_pytorch_model.safetensors.index.json")}) {
