@@ -31,6 +31,7 @@ const Choices<std::string> kWeightChoices = {{"auto", "auto"}, {"ema", "ema"}, {
 const Choices<DeviceKind> kDevices = {
     {"cpu", DeviceKind::kCpu}, {"cuda", DeviceKind::kCuda}, {"auto", DeviceKind::kAuto}};
 const Choices<std::string> kPresets = {{"", ""}, {"2b", "2b"}, {"5b", "5b"}};
+const Choices<std::string> kDataFits = {{"refuse", "refuse"}, {"crop", "crop"}};
 const Choices<std::string> kLatentModes = {{"auto", "auto"}, {"never", "never"}, {"require", "require"}};
 const Choices<std::string> kLrSchedules = {{"constant", "constant"}, {"cosine", "cosine"}, {"linear", "linear"}};
 const Choices<std::string> kTrainables = {
@@ -108,6 +109,10 @@ void visit_fields(V& v, DataConfig& c) {
   v.choice("latents", c.latents, kLatentModes, "use the shards' precomputed VAE latents: auto | never | require");
   v.field("flip_probability", c.flip_probability, "horizontal flip augmentation; tracks move with the pixels",
           between(0, 1));
+  v.choice("fit", c.fit, kDataFits,
+           "shard videos larger than height x width: refuse (an error naming the sizes: prepare the data at the "
+           "recipe's size) | crop (a random height x width crop per clip); longer videos always give a random "
+           "window of `frames`, smaller or shorter ones are an error");
   v.section("synthetic", c.synthetic);
 }
 

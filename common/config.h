@@ -71,6 +71,7 @@ struct DataConfig {
   int64_t tracks_per_clip = 256;  // trajectories sampled per clip among the visible ones (0 = all)
   std::string latents = "auto";   // auto | never | require: use precomputed VAE latents from the shards
   double flip_probability = 0.0;  // horizontal flip augmentation (tracks move with the pixels)
+  std::string fit = "refuse";     // shard videos larger than height x width: refuse | crop (random crop)
   SyntheticDataConfig synthetic;
 };
 

@@ -54,7 +54,7 @@ void register_sample(CLI::App& app) {
   cmd->add_option("--fps", flags->options.fps, "frame rate of the mp4")->capture_default_str();
   cmd->add_option("--save-latents", flags->options.save_latents,
                   "also write the final latents and the decoded video (float32, [0, 1]) to this safetensors file");
-  cmd->add_flag("!--no-progress", s.progress, "no progress bar");
+  add_off_flag(cmd, "--no-progress", s.progress, "no progress bar");
   cmd->callback([flags] {
     Config recipe = load_model_recipe(flags->recipe, flags->model);
     set_log_level(parse_log_level(recipe.run.log_level));

@@ -31,7 +31,7 @@ void add_mode(CLI::App* parent, const char* name, const char* help, VaeFileMode 
     cmd->add_flag("--sample", options->sample, "latents from a posterior sample instead of the mean");
     cmd->add_option("--seed", options->seed, "seed of the posterior sample (CPU generator)")->capture_default_str();
   } else {
-    cmd->add_flag("!--unscaled", options->scaled, "input is raw z (not multiplied by scaling_factor)");
+    add_off_flag(cmd, "--unscaled", options->scaled, "input is raw z (not multiplied by scaling_factor)");
   }
   cmd->callback([options, dtype]() {
     options->dtype = parse_compute_dtype(resolve_dtype_flag(*dtype, options->device));

@@ -64,6 +64,10 @@ Config load_model_recipe(const RecipeFlags& recipe, const ModelFlags& model) {
   return load_config(recipe.config_path, overrides);
 }
 
+void add_off_flag(CLI::App* app, const std::string& name, bool& target, const std::string& help) {
+  app->add_flag_callback(name, [&target] { target = false; }, help);
+}
+
 std::string resolve_device_flag(const std::string& device) {
   if (device != "auto") return device;
   return torch::cuda::is_available() ? "cuda" : "cpu";

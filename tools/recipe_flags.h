@@ -37,6 +37,10 @@ void add_model_flags(CLI::App* app, ModelFlags& flags, const std::string& what =
 // own dtype), so a model folder alone runs with its own sizes, dtype and device. --set wins.
 Config load_model_recipe(const RecipeFlags& recipe, const ModelFlags& model);
 
+// A flag that turns `target` off (--no-progress, --unscaled), shown in --help as a plain flag
+// (CLI11's "!--name" form prints the stored value, e.g. "--no-progress{false}").
+void add_off_flag(CLI::App* app, const std::string& name, bool& target, const std::string& help);
+
 // --device / --dtype values of the commands that take them directly (vae, encode-text, forward):
 // "auto" is cuda when a GPU is visible, else cpu; dtype "auto" is bf16 on CUDA, fp32 on the CPU.
 std::string resolve_device_flag(const std::string& device);

@@ -3,7 +3,9 @@
 
 #include "common/fs.h"
 #include "common/rng.h"
+#include "common/error.h"
 #include "data/prepare.h"
+#include "data/shards.h"
 
 namespace t4g {
 namespace {
@@ -38,6 +40,36 @@ std::string prepare_heldout_set(const Config& c, bool main_rank) {
   const std::string dir = path_join(c.run.out_dir, "data/heldout");
   if (main_rank) write_synthetic(c, dir, c.eval.videos, derive_seed(static_cast<uint64_t>(c.run.seed), {kStreamHeldOut}));
   return dir;
+}
+
+DataFit check_data_fit(const Config& c, const std::string& shards) {
+  const data::ShardReader reader(shards);
+  DataFit fit;
+  const std::string clip = t4g::str(c.data.frames, " x ", c.data.height, " x ", c.data.width);
+  for (const data::ShardIndexEntry& e : reader.entries()) {
+    ErrorContext ctx;
+    ctx.file = shards;
+    ctx.key = e.id;
+    ctx.expected = "at least " + clip + " (data.frames x data.height x data.width)";
+    ctx.got = t4g::str(e.frames, " x ", e.height, " x ", e.width);
+    T4G_CHECK_CTX(e.frames >= c.data.frames && e.height >= c.data.height && e.width >= c.data.width, ctx,
+                  "a training video is shorter or smaller than the recipe's clips (prepare it at least that large, "
+                  "or set data.* to its size)");
+    if (e.height == c.data.height && e.width == c.data.width) continue;
+    ctx.key = "data.fit";
+    ctx.expected = t4g::str(c.data.height, " x ", c.data.width, " frames (data.height x data.width)");
+    ctx.got = t4g::str(e.height, " x ", e.width, " in video ", e.id);
+    T4G_CHECK_CTX(c.data.fit == "crop", ctx,
+                  "the shards' frames are larger than the recipe's: prepare them at the recipe's size (`t4g prepare "
+                  "--video-height H --video-width W`), set data.height/width to theirs, or set data.fit=crop to train "
+                  "on random crops");
+    const bool latents = e.has_latents && c.data.latents != "never";
+    ctx.got = t4g::str("precomputed latents in video ", e.id);
+    T4G_CHECK_CTX(!latents, ctx, "data.fit=crop cannot crop precomputed latents: set data.latents=never or prepare "
+                                 "the shards at the recipe's size");
+    fit.crop = true;
+  }
+  return fit;
 }
 
 }  // namespace t4g

@@ -127,6 +127,7 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   // ---- Data: synthetic shards are made once, by rank 0, before anyone reads them.
   const std::string shards = prepare_training_set(c, main_rank);
   comm->barrier();
+  const DataFit fit = check_data_fit(c, shards);
 
   // ---- Model: components, refiner, adapters, what trains.
   TrainingModel m;
@@ -226,6 +227,10 @@ TrainResult train(const Config& c, const TrainOptions& options) {
   lo.tracks_per_clip = c.data.tracks_per_clip;
   lo.latents = data::parse_latent_mode(c.data.latents);
   lo.augment.clip_frames = c.data.frames;
+  if (fit.crop) {
+    lo.augment.crop_height = c.data.height;
+    lo.augment.crop_width = c.data.width;
+  }
   lo.augment.flip_probability = c.data.flip_probability;
   data::Loader loader(lo, start_position);
 

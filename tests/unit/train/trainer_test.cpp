@@ -12,6 +12,7 @@
 #include "models/model_components.h"
 #include "tests/testing.h"
 #include "train/checkpoint.h"
+#include "train/datasets.h"
 
 namespace t4g {
 namespace {
@@ -172,6 +173,26 @@ TEST(Trainer, LoraTrainsOnlyAdaptersAndExportsBothLayouts) {
   EXPECT_TRUE(is_regular_file(path_join(r.export_dir, "lora/adapter_model.safetensors")));
   EXPECT_TRUE(is_regular_file(path_join(r.export_dir, "lora/adapter_config.json")));
   EXPECT_TRUE(is_regular_file(path_join(r.export_dir, "lora/pytorch_lora_weights.safetensors")));
+}
+
+// Shards of another size than the recipe's clips are never trained on silently: larger frames are
+// an error naming data.fit (or random crops with data.fit=crop), smaller or shorter ones an error.
+TEST(Trainer, ShardsThatDoNotFitTheRecipeAreRefusedOrCropped) {
+  testing::TempDir dir;
+  const Config big = tiny_run(dir.file("big"));  // 9 x 64 x 96
+  const std::string shards = prepare_training_set(big, true);
+  const std::string use = std::string("data.shards=") + shards;
+  std::string err = testing::error_of(
+      [&] { train(tiny_run(dir.file("a"), {use, "data.height=32", "data.width=48", "train.steps=1"}), quiet()); });
+  EXPECT_NE(err.find("data.fit"), std::string::npos) << err;
+  EXPECT_NE(err.find("64 x 96"), std::string::npos) << err;
+  const TrainResult cropped =
+      train(tiny_run(dir.file("b"), {use, "data.height=32", "data.width=48", "data.fit=crop", "train.steps=1"}), quiet());
+  EXPECT_EQ(cropped.steps_done, 1);
+  err = testing::error_of([&] { train(tiny_run(dir.file("c"), {use, "data.frames=13", "train.steps=1"}), quiet()); });
+  EXPECT_NE(err.find("shorter or smaller"), std::string::npos) << err;
+  // Longer videos than the clip are fine (a random window): 9-frame shards, 5-frame clips.
+  EXPECT_EQ(train(tiny_run(dir.file("d"), {use, "data.frames=5", "train.steps=1"}), quiet()).steps_done, 1);
 }
 
 TEST(Trainer, NonFiniteStepsAreSkippedThenStopTheRun) {
