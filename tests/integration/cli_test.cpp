@@ -75,9 +75,16 @@ TEST(Cli, BadRecipesGiveOneLine) {
   EXPECT_NE(missing.err.find("data.shards: /no/such/shards does not exist"), std::string::npos) << missing.err;
 }
 
+// A command-line mistake is one `t4g: error:` line and exit 1, like every other error; a word near
+// a command's name is suggested.
 TEST(Cli, UnknownSubcommandOrFlagFails) {
-  EXPECT_NE(run_command(t4g() + " frobnicate").exit_code, 0);
-  EXPECT_NE(run_command(t4g() + " config show --no-such-flag").exit_code, 0);
+  expect_one_line_error(run_command(t4g() + " frobnicate"), "unknown command 'frobnicate'");
+  expect_one_line_error(run_command(t4g() + " sampel --out x.h5"), "did you mean 'sample'?");
+  expect_one_line_error(run_command(t4g() + " inspect weigths x"), "did you mean 'weights'?");
+  expect_one_line_error(run_command(t4g() + " config show --no-such-flag"), "--no-such-flag");
+  expect_one_line_error(run_command(t4g() + " sample --steps many --out x.h5"), "--steps");
+  expect_one_line_error(run_command(t4g()), "t4g --help");
+  EXPECT_EQ(run_command(t4g() + " sample --help").exit_code, 0);
 }
 
 }  // namespace
