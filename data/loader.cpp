@@ -260,7 +260,12 @@ Loader::Loader(const LoaderOptions& options, LoaderPosition start)
     T4G_CHECK_CTX(all_latents, ctx, "latents required but some videos have none (precompute them first)");
   }
   uses_latents_ = o.latents != LatentMode::kNever && all_latents;
-  T4G_CHECK_CTX(!uses_latents_ || (a.clip_frames == 0 && a.crop_height == 0 && a.flip_probability == 0), ctx,
+  // A clip length equal to every video's is no window at all: latents of the whole video fit it.
+  bool whole_videos = true;
+  for (const auto& e : reader_.entries()) whole_videos = whole_videos && e.frames == a.clip_frames;
+  T4G_CHECK_CTX(!uses_latents_ || ((a.clip_frames == 0 || whole_videos) && a.crop_height == 0 &&
+                                   a.flip_probability == 0),
+                ctx,
                 "augmentation (clip_frames, crop, flip) works on frames; with precomputed latents set it off or use "
                 "latents=never");
 

@@ -144,6 +144,7 @@ void write_shard(const std::string& path, const std::vector<ShardVideo>& videos,
   root.set_attr("schema_version", kShardSchemaVersion);
   root.set_attr("writer", std::string("t4g ") + T4G_VERSION);
   root.set_attr("recipe", options.recipe);
+  if (!options.precomputed.empty()) root.set_attr("precomputed", options.precomputed);
   h5::Group group = root.create_group("videos");
   for (const auto& v : videos) {
     h5::Group g = group.create_group(v.id);
@@ -175,6 +176,7 @@ ShardHeader read_shard_header(const std::string& path) {
   header.file = path;
   header.schema_version = root.attr_int("schema_version");
   header.recipe = root.has_attr("recipe") ? root.attr_string("recipe") : "";
+  header.precomputed = root.has_attr("precomputed") ? root.attr_string("precomputed") : "";
   T4G_CHECK_CTX(root.has_group("videos"), ctx_of(path, "/videos"), "missing group");
   h5::Group videos = root.group("videos");
   const std::string name = file_name(path);

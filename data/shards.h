@@ -6,7 +6,9 @@
 // Schema, version 1 (kShardSchemaVersion; documented for users in docs/data.md):
 //   /                     attrs: format = "t4g-shards" (string), schema_version = 1 (int64),
 //                                writer = "t4g <version>" (string), recipe = JSON string describing
-//                                how the shard was made (used to resume `t4g prepare`)
+//                                how the shard was made (used to resume `t4g prepare`),
+//                                precomputed = JSON naming the models of the optional latents and
+//                                text embeddings ("" or absent: none; `t4g precompute`)
 //   /videos/<id>/         one group per video; <id> has no '/'. attrs: fps (float64, 0 = unknown),
 //                                stride (int64, source frames per stored frame), height, width,
 //                                frames (int64, the stored frame size and count)
@@ -58,6 +60,8 @@ struct ShardVideo {
 struct ShardWriteOptions {
   int gzip_level = 4;   // deflate level for frames and tracks (0..9; -1 = uncompressed)
   std::string recipe;   // JSON describing how the shard was made, stored in the "recipe" attribute
+  std::string precomputed;  // JSON naming the models that made `latents` / `text_embedding` ("" = none),
+                            // stored in the "precomputed" attribute (train/precompute.h)
 };
 
 // Checks a video against the schema (dtypes, shapes, finite tracks, id); throws t4g::Error
@@ -84,6 +88,7 @@ struct ShardIndexEntry {
 struct ShardHeader {
   std::string file;    // path as opened
   std::string recipe;  // the "recipe" attribute ("" if absent)
+  std::string precomputed;  // the "precomputed" attribute ("" if absent)
   int64_t schema_version = 0;
   std::vector<ShardIndexEntry> videos;
 };

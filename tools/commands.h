@@ -26,5 +26,6 @@ void register_track(CLI::App& app);    // t4g track: DiffTrack zero-shot trackin
 void register_analyze(CLI::App& app);  // t4g analyze: DiffTrack layer x timestep analysis -> CSV, heatmaps
 void register_vbench(CLI::App& app);       // t4g vbench: VBench dimensions of HDF5 videos
 void register_transfer(CLI::App& app);  // t4g transfer: motion transfer with Attention Motion Flow (DiTFlow)
+void register_precompute(CLI::App& app);  // t4g precompute: VAE latents and T5 embeddings into shards
 
 }  // namespace t4g::tools

@@ -98,6 +98,7 @@ int main(int argc, char** argv) {
   t4g::tools::register_demo(app);
   t4g::tools::register_train(app);
   t4g::tools::register_prepare(app);
+  t4g::tools::register_precompute(app);
   t4g::tools::register_tapvid(app);
   t4g::tools::register_vae(app);
   t4g::tools::register_inspect_shards(*t4g::tools::register_inspect(app));

@@ -55,6 +55,15 @@ DataFit check_data_fit(const Config& c, const std::string& shards) {
     T4G_CHECK_CTX(e.frames >= c.data.frames && e.height >= c.data.height && e.width >= c.data.width, ctx,
                   "a training video is shorter or smaller than the recipe's clips (prepare it at least that large, "
                   "or set data.* to its size)");
+    const bool latents = e.has_latents && c.data.latents != "never";
+    if (latents) {
+      // Precomputed latents cover the whole video: no window can be cut from them.
+      ctx.key = "data.frames";
+      ctx.expected = t4g::str(c.data.frames, " frames (data.frames)");
+      ctx.got = t4g::str(e.frames, " frames with precomputed latents in video ", e.id);
+      T4G_CHECK_CTX(e.frames == c.data.frames, ctx,
+                    "precomputed latents are of the whole video: set data.frames to its length, or data.latents=never");
+    }
     if (e.height == c.data.height && e.width == c.data.width) continue;
     ctx.key = "data.fit";
     ctx.expected = t4g::str(c.data.height, " x ", c.data.width, " frames (data.height x data.width)");
@@ -63,7 +72,6 @@ DataFit check_data_fit(const Config& c, const std::string& shards) {
                   "the shards' frames are larger than the recipe's: prepare them at the recipe's size (`t4g prepare "
                   "--video-height H --video-width W`), set data.height/width to theirs, or set data.fit=crop to train "
                   "on random crops");
-    const bool latents = e.has_latents && c.data.latents != "never";
     ctx.got = t4g::str("precomputed latents in video ", e.id);
     T4G_CHECK_CTX(!latents, ctx, "data.fit=crop cannot crop precomputed latents: set data.latents=never or prepare "
                                  "the shards at the recipe's size");

@@ -13,6 +13,9 @@
 #include "tests/testing.h"
 #include "train/checkpoint.h"
 #include "train/datasets.h"
+#include "train/precompute.h"
+#include "data/shards.h"
+#include "models/trained_model.h"
 
 namespace t4g {
 namespace {
@@ -193,6 +196,36 @@ TEST(Trainer, ShardsThatDoNotFitTheRecipeAreRefusedOrCropped) {
   EXPECT_NE(err.find("shorter or smaller"), std::string::npos) << err;
   // Longer videos than the clip are fine (a random window): 9-frame shards, 5-frame clips.
   EXPECT_EQ(train(tiny_run(dir.file("d"), {use, "data.frames=5", "train.steps=1"}), quiet()).steps_done, 1);
+}
+
+// Precomputed latents are what the trainer would have encoded: `t4g precompute` writes the VAE's
+// latents into the shards (the trainer's seeded tiny VAE), a second run skips every shard, and a
+// training step on them has the same diffusion loss as one that encodes the frames itself.
+TEST(Trainer, PrecomputedLatentsTrainAsOnlineEncoding) {
+  testing::TempDir dir;
+  const Config base = tiny_run(dir.file("data"), {"data.batch_size=1"});
+  const std::string shards = prepare_training_set(base, true);
+  PrecomputeOptions po;
+  po.shards = shards;
+  const PrecomputeReport first = precompute_shards(base, po);
+  EXPECT_EQ(first.written, first.shards);
+  EXPECT_EQ(first.videos, 3);
+  EXPECT_FALSE(first.text);  // the tiny model has no T5: its prompts are zeros
+  const data::ShardReader reader(shards);
+  for (const auto& e : reader.entries()) EXPECT_TRUE(e.has_latents) << e.id;
+  ComponentRequest vae_only;
+  ModelComponents m = load_model_components(base.model, base_model_seed(base.run.seed), vae_only);
+  const data::ShardVideo v = reader.read(size_t{0});
+  EXPECT_TRUE(torch::equal(v.latents, encode_frames_to_latents(m.vae, v.frames.unsqueeze(0))[0]));
+  const PrecomputeReport again = precompute_shards(base, po);
+  EXPECT_EQ(again.written, 0);
+  EXPECT_EQ(again.skipped, first.shards);
+
+  const std::string use = std::string("data.shards=") + shards;
+  const TrainResult with = train(tiny_run(dir.file("with"), {use, "train.steps=1", "data.batch_size=1"}), quiet());
+  const TrainResult without =
+      train(tiny_run(dir.file("without"), {use, "train.steps=1", "data.batch_size=1", "data.latents=never"}), quiet());
+  EXPECT_DOUBLE_EQ(with.last_train.at("loss_diffusion"), without.last_train.at("loss_diffusion"));
 }
 
 TEST(Trainer, NonFiniteStepsAreSkippedThenStopTheRun) {
