@@ -2,8 +2,11 @@
 // the Adam iterations of the guided steps. The loss forwards use the conditional embeddings only
 // and stop after the last AMF block (the reference bypasses the later blocks the same way); the
 // denoising step itself is the sampler's ordinary CFG step from the optimised latents (or with the
-// optimised embeddings). The reference's AMP GradScaler is not reproduced: its scaling only
-// matters for fp16, and its skip of non-finite steps is kept (a non-finite loss skips the update).
+// optimised embeddings). On a guided step the hook first computes the injected video K/V (one
+// forward of the noised reference, stopped after the last injection block) and hands them both to
+// the loss forwards (as probes) and to the sampler's CFG forward (StepOverrides). The reference's
+// AMP GradScaler is not reproduced: its scaling only matters for fp16, and its skip of non-finite
+// steps is kept (a non-finite loss skips the update).
 #include "eval/motion_transfer.h"
 
 #include <algorithm>

@@ -49,7 +49,8 @@ void register_transfer(CLI::App& app) {
                   "target posemb: where the optimised embeddings go (default: OUT.posemb.safetensors)");
   cmd->add_option(
          "--load-posemb", flags->options.load_posemb,
-         "zero-shot transfer: reuse saved embeddings at the guided steps, no optimisation (implies --target posemb)")
+         "zero-shot transfer: reuse saved embeddings at the guided steps, no optimisation (implies --target posemb); "
+         "KV injection still needs --reference (or --no-injection)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--blocks", flags->blocks, "AMF blocks (default: 20 for 5B, 15 for 2B, num_layers/2 otherwise)");
   const char* injection_help =
