@@ -36,7 +36,7 @@ struct Flags {
   bool dynamic_cfg = false;
   std::string cag_layers;     // "13,17,21"; empty = no CAG
   double cag_scale = 1.0;
-  std::string cag_mode = "drop";
+  std::string cag_mode = "auto";  // auto: drop with CFG, renorm without (DiffTrack's pipeline)
   int64_t frames = 0;         // 0: 49 (full) or 9 (tiny)
   int64_t height = 0;         // 0: 480 (full) or 64 (tiny)
   int64_t width = 0;          // 0: 720 (full) or 96 (tiny)
@@ -120,7 +120,7 @@ int run(const Flags& flags) {
   options.dynamic_cfg = flags.dynamic_cfg;
   options.cag_layers = parse_layers(flags.cag_layers);
   options.cag_scale = flags.cag_scale;
-  options.cag_mode = flags.cag_mode == "renorm" ? t4g::CagMode::kRenormalized : t4g::CagMode::kDropWithoutRenorm;
+  options.cag_mode = t4g::parse_cag_mode(flags.cag_mode);
   options.seed = flags.seed;
   options.frames = flags.frames > 0 ? flags.frames : (flags.full ? 49 : 9);
   options.height = flags.height > 0 ? flags.height : (flags.full ? 480 : 64);
@@ -176,7 +176,7 @@ int run(const Flags& flags) {
       {"dynamic_cfg", flags.dynamic_cfg},
       {"cag_layers", std::vector<int64_t>(options.cag_layers.begin(), options.cag_layers.end())},
       {"cag_scale", options.cag_layers.empty() ? 0.0 : flags.cag_scale},
-      {"cag_mode", options.cag_layers.empty() ? "none" : flags.cag_mode},
+      {"cag_mode", options.cag_layers.empty() ? "none" : t4g::cag_mode_name(t4g::resolve_cag_mode(options))},
       {"step_s_median", steps[steps.size() / 2]},
       {"step_s_min", steps.front()},
       {"step_s_first", result.step_seconds.front()},
@@ -203,7 +203,8 @@ int main(int argc, char** argv) {
   app.add_flag("--dynamic-cfg", flags.dynamic_cfg, "diffusers' use_dynamic_cfg");
   app.add_option("--cag-layers", flags.cag_layers, "CAG blocks, e.g. 13,17,21 (2B) or 15,17,18 (5B)");
   app.add_option("--cag-scale", flags.cag_scale, "CAG scale");
-  app.add_option("--cag-mode", flags.cag_mode, "drop | renorm")->check(CLI::IsMember({"drop", "renorm"}));
+  app.add_option("--cag-mode", flags.cag_mode, "auto (drop with CFG, renorm without) | drop | renorm")
+      ->check(CLI::IsMember({"auto", "drop", "renorm"}));
   app.add_option("--frames", flags.frames, "video frames (4k+1)");
   app.add_option("--height", flags.height, "pixels");
   app.add_option("--width", flags.width, "pixels");

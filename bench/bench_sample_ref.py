@@ -109,7 +109,8 @@ def main():
     ap.add_argument("--dynamic-cfg", action="store_true")
     ap.add_argument("--cag-layers", default="")
     ap.add_argument("--cag-scale", type=float, default=1.0)
-    ap.add_argument("--cag-mode", default="drop", choices=["drop", "renorm"])
+    ap.add_argument("--cag-mode", default="auto", choices=["auto", "drop", "renorm"],
+                    help="auto: drop with CFG, renorm without, as DiffTrack's pipeline picks its processor")
     ap.add_argument("--frames", type=int, default=0)
     ap.add_argument("--height", type=int, default=0)
     ap.add_argument("--width", type=int, default=0)
@@ -127,6 +128,8 @@ def main():
     height = args.height or (480 if args.full else 64)
     width = args.width or (720 if args.full else 96)
     cag_layers = sorted(int(x) for x in args.cag_layers.split(",") if x)
+    # DiffTrack's PAGMixin._set_pag_attn_processor: the CFG processor (drop) iff guidance_scale > 1.
+    cag_mode = args.cag_mode if args.cag_mode != "auto" else ("drop" if args.cfg > 1 else "renorm")
 
     kwargs = dict(PRESETS[args.preset]) if args.full else dict(
         TINY, use_rotary_positional_embeddings=args.preset == "5b")
@@ -152,15 +155,15 @@ def main():
     negative = torch.randn(1, cfg.max_text_seq_length, cfg.text_embed_dim, generator=g).to(device, dtype)
 
     if cag_layers:
-        if args.dynamic_cfg:
-            raise SystemExit("--cag-layers with --dynamic-cfg: the CAG fold below assumes a static CFG scale")
+        if args.dynamic_cfg or args.cfg <= 1:
+            raise SystemExit("--cag-layers needs a static CFG scale > 1: the CAG fold below divides by it")
         # The pipeline batches [uncond; cond]; CAG needs [uncond; cond; perturbed] and its own
         # combination, so the transformer is wrapped: it sees 3 copies and returns the 2 the
         # pipeline expects, with the CAG term folded into the cond half.
         lat_f = (frames - 1) // 4 + 1
         grid = (lat_f, (height // 16) * (width // 16))
         for i in cag_layers:
-            transformer.transformer_blocks[i].attn1.set_processor(CagProcessor(grid, args.cag_mode))
+            transformer.transformer_blocks[i].attn1.set_processor(CagProcessor(grid, cag_mode))
         original_forward = transformer.forward
         cag_scale = args.cag_scale
         guidance = args.cfg
@@ -231,7 +234,7 @@ def main():
         "layers": cfg.num_layers, "scheduler": type(scheduler).__name__, "frames": frames, "height": height,
         "width": width, "text": cfg.max_text_seq_length, "dtype": dtype_name, "device": device_name(device),
         "steps": args.steps, "cfg": args.cfg, "dynamic_cfg": args.dynamic_cfg, "cag_layers": cag_layers,
-        "cag_scale": args.cag_scale if cag_layers else 0.0, "cag_mode": args.cag_mode if cag_layers else "none",
+        "cag_scale": args.cag_scale if cag_layers else 0.0, "cag_mode": cag_mode if cag_layers else "none",
         "step_s_median": steps[len(steps) // 2], "step_s_min": steps[0], "step_s_first": step_times[0],
         "denoise_s": denoise_s, "decode_s": decode_s, "total_s": denoise_s + decode_s,
         "peak_gib_denoise": peak_denoise / 2**30, "peak_gib_decode": peak_decode,

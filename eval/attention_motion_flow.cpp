@@ -37,11 +37,12 @@ std::vector<int64_t> blocks_or_default(const CogVideoXTransformerConfig& config,
   return blocks.empty() ? std::vector<int64_t>{default_amf_block(config)} : blocks;
 }
 
-// The forward that captures Q/K at `blocks` and stops after the last of them.
+// The forward that captures Q/K at `blocks` and stops after the last of them; the caller's own
+// probes (DiTFlow's K/V injection) stay in force.
 ProbeCapture capture_query_key(CogVideoXTransformer3DModel& transformer, const torch::Tensor& latents,
                                const torch::Tensor& text, int64_t timestep, const std::vector<int64_t>& blocks,
                                const TransformerForwardOptions& positions) {
-  ProbeOptions probes;
+  ProbeOptions probes = positions.probes != nullptr ? *positions.probes : ProbeOptions{};
   probes.query_key_layers.insert(blocks.begin(), blocks.end());
   TransformerForwardOptions forward = positions;
   forward.probes = &probes;

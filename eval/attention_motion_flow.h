@@ -64,7 +64,7 @@ struct ReferenceAmfOptions {
 // One forward of the (clean) reference latents [1, F, C, h, w] with the empty prompt's
 // embeddings [1, L, D] at `timestep`, without autograd, stopping after the last block asked for;
 // returns the argmax AMF of each block. `positions` carries the RoPE tables (or sin-cos table)
-// the forward uses (default: the model's).
+// the forward uses (default: the model's) and any probes, kept as in amf_guidance_loss.
 std::map<int64_t, torch::Tensor> extract_reference_amf(CogVideoXTransformer3DModel& transformer,
                                                        const torch::Tensor& latents,
                                                        const torch::Tensor& empty_prompt_embeds,
@@ -74,7 +74,8 @@ std::map<int64_t, torch::Tensor> extract_reference_amf(CogVideoXTransformer3DMod
 // The guidance loss of DiTFlow at one step: forward of `latents` (may require grad) with the
 // conditional embeddings at `timestep` (stopping after the last reference block), soft AMF of each
 // block against its reference, averaged over the blocks. `positions` carries the RoPE / sin-cos
-// replacements being optimised, if any. Keeps autograd.
+// replacements being optimised, if any, and may carry probes (the step's injected video K/V), to
+// which the AMF blocks' Q/K captures are added. Keeps autograd.
 torch::Tensor amf_guidance_loss(CogVideoXTransformer3DModel& transformer, const torch::Tensor& latents,
                                 const torch::Tensor& prompt_embeds, int64_t timestep,
                                 const std::map<int64_t, torch::Tensor>& reference, const AmfOptions& options,

@@ -2,10 +2,14 @@
 // the Adam iterations of the guided steps. The loss forwards use the conditional embeddings only
 // and stop after the last AMF block (the reference bypasses the later blocks the same way); the
 // denoising step itself is the sampler's ordinary CFG step from the optimised latents (or with the
-// optimised embeddings). The reference's AMP GradScaler is not reproduced: its scaling only
-// matters for fp16, and its skip of non-finite steps is kept (a non-finite loss skips the update).
+// optimised embeddings). On a guided step the hook first computes the injected video K/V (one
+// forward of the noised reference, stopped after the last injection block) and hands them both to
+// the loss forwards (as probes) and to the sampler's CFG forward (StepOverrides). The reference's
+// AMP GradScaler is not reproduced: its scaling only matters for fp16, and its skip of non-finite
+// steps is kept (a non-finite loss skips the update).
 #include "eval/motion_transfer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <string>
@@ -61,13 +65,40 @@ TransformerForwardOptions positions_forward(LearnedPositions::Kind kind, const t
   return forward;
 }
 
-StepOverrides positions_override(LearnedPositions::Kind kind, const torch::Tensor& table) {
+void set_positions(StepOverrides& out, LearnedPositions::Kind kind, const torch::Tensor& table) {
   const TransformerForwardOptions forward = positions_forward(kind, table.detach());
-  StepOverrides out;
   out.rope = forward.rope;
   out.key_rope = forward.key_rope;
   out.video_pos_embedding = forward.video_pos_embedding;
-  return out;
+}
+
+// DiTFlow's KV copy (motion_guidance.py Guidance.run on a guided step): the reference latents
+// noised to timestep t with the generation's initial noise, scheduler.add_noise(motion_latent,
+// init_latents, t) in the latents' dtype; one forward with the target prompt (guidance_embeds[1:2])
+// and the default positions (the call passes no rope / pos_embedding); the video rows of K (after
+// qk-norm and RoPE) and V of each injection block, as InjectionProcessor's copy_kv keeps them. The
+// reference runs the whole transformer; the blocks after the last injection block cannot change
+// these K/V, so the forward stops there.
+std::map<int64_t, VideoKeyValue> reference_key_values(CogVideoXTransformer3DModel& transformer,
+                                                      const CogVideoXScheduler& scheduler,
+                                                      const torch::Tensor& reference, const torch::Tensor& noise,
+                                                      const torch::Tensor& prompt, int64_t timestep,
+                                                      const std::vector<int64_t>& blocks) {
+  torch::NoGradGuard no_grad;
+  const torch::Tensor t = torch::full({1}, timestep, torch::TensorOptions().dtype(torch::kLong));
+  const torch::Tensor noisy = scheduler.add_noise(reference.to(noise.scalar_type()), noise, t);
+  ProbeOptions probes;
+  probes.key_value_layers.insert(blocks.begin(), blocks.end());
+  probes.stop_after_last_capture = true;
+  TransformerForwardOptions forward;
+  forward.probes = &probes;
+  const ProbeCapture captured = transformer->forward(noisy, prompt, t, forward).captured;
+  const int64_t text_len = prompt.size(1);
+  std::map<int64_t, VideoKeyValue> kv;
+  for (const int64_t b : probes.key_value_layers) {
+    kv[b] = {captured.key.at(b).slice(2, text_len), captured.value.at(b).slice(2, text_len)};
+  }
+  return kv;
 }
 
 }  // namespace
@@ -154,8 +185,23 @@ void check_transfer_options(const CogVideoXTransformerConfig& config, const Moti
   T4G_CHECK_CTX(options.amf.temperature > 0 && std::isfinite(options.amf.temperature),
                 option_context("temperature", "a positive number", std::to_string(options.amf.temperature)),
                 "the AMF temperature must be positive, got ", options.amf.temperature);
-  check_amf_blocks(config, options.blocks.empty() ? std::vector<int64_t>{default_amf_block(config)} : options.blocks);
+  const std::vector<int64_t> amf_blocks =
+      options.blocks.empty() ? std::vector<int64_t>{default_amf_block(config)} : options.blocks;
+  check_amf_blocks(config, amf_blocks);
   check_amf_timestep(options.reference_timestep);
+  for (const int64_t b : options.injection_blocks) {
+    T4G_CHECK_CTX(b >= 0 && b < config.num_layers,
+                  option_context("injection_blocks", "block indices in [0, " + std::to_string(config.num_layers) + ")",
+                                 std::to_string(b)),
+                  "KV injection block ", b, " is outside the model's transformer blocks [0, ", config.num_layers,
+                  ") (DiTFlow: 0)");
+    const bool amf_block = std::find(amf_blocks.begin(), amf_blocks.end(), b) != amf_blocks.end();
+    T4G_CHECK_CTX(!(amf_block && options.iterations > 0),
+                  option_context("injection_blocks", "blocks other than the AMF blocks", std::to_string(b)),
+                  "KV injection block ", b,
+                  " is also an AMF block; DiTFlow's guidance step copies that block's K/V "
+                  "for the loss instead of injecting them, so choose other blocks");
+  }
 }
 
 MotionTransferResult transfer_motion(ModelComponents& components, const torch::Tensor& reference_latents,
@@ -185,6 +231,25 @@ MotionTransferResult transfer_motion(ModelComponents& components, const torch::T
   // The sin-cos table fed back to the model must be rebuilt the same way the model builds it.
   const torch::Tensor initial_positions = default_positions(config, geometry, device);
 
+  // KV injection runs on the guided steps whether or not they optimise (the reference's
+  // injection_blocks act on every step of guidance_schedule, --no_guidance included).
+  const bool inject = guided > 0 && !options.injection_blocks.empty();
+  const bool optimise = reuse == nullptr && guided > 0 && options.iterations > 0;
+  if (inject || optimise) {
+    ErrorContext ctx;
+    ctx.tensor = "reference latents";
+    ctx.expected = "[1, " + std::to_string(geometry.latent_frames) + ", " + std::to_string(geometry.latent_channels) +
+                   ", " + std::to_string(geometry.latent_height) + ", " + std::to_string(geometry.latent_width) + "]";
+    ctx.got = reference_latents.defined() ? shape_string(reference_latents.sizes()) : "none";
+    T4G_CHECK_CTX(reference_latents.defined() || optimise, ctx,
+                  "KV injection needs the reference video (its noised latents give the injected K/V), even when "
+                  "reusing saved positional embeddings; give the reference or turn injection off (--no-injection)");
+    T4G_CHECK_CTX(reference_latents.defined() && reference_latents.dim() == 5 &&
+                      reference_latents.sizes() == c10::IntArrayRef(geometry.latent_shape(1)),
+                  ctx, "the reference latents must match the generation's latent size ", ctx.expected, " (",
+                  geometry.frames, " frames of ", geometry.height, "x", geometry.width, "), got ", ctx.got);
+  }
+
   MotionTransferResult result;
   if (reuse != nullptr) {
     ErrorContext ctx;
@@ -205,16 +270,7 @@ MotionTransferResult transfer_motion(ModelComponents& components, const torch::T
       T4G_CHECK_CTX(table.sizes() == initial_positions.sizes(), ctx, "saved positional table ", ctx.tensor, " is ",
                     ctx.got, ", this generation needs ", ctx.expected, " (another frame count or size?)");
     }
-  } else if (guided > 0 && options.iterations > 0) {
-    ErrorContext ctx;
-    ctx.tensor = "reference latents";
-    ctx.expected = "[1, " + std::to_string(geometry.latent_frames) + ", " + std::to_string(geometry.latent_channels) +
-                   ", " + std::to_string(geometry.latent_height) + ", " + std::to_string(geometry.latent_width) + "]";
-    ctx.got = reference_latents.defined() ? shape_string(reference_latents.sizes()) : "none";
-    T4G_CHECK_CTX(reference_latents.defined() && reference_latents.dim() == 5 &&
-                      reference_latents.sizes() == c10::IntArrayRef(geometry.latent_shape(1)),
-                  ctx, "the reference latents must match the generation's latent size ", ctx.expected, " (",
-                  geometry.frames, " frames of ", geometry.height, "x", geometry.width, "), got ", ctx.got);
+  } else if (optimise) {
     ErrorContext text_ctx;
     text_ctx.tensor = "empty_prompt_embeds";
     text_ctx.expected = shape_string(prompts.positive.sizes()) + " like prompt_embeds";
@@ -252,10 +308,21 @@ MotionTransferResult transfer_motion(ModelComponents& components, const torch::T
     return std::isfinite(it.loss);
   };
 
+  const torch::Tensor reference_on_device = inject ? reference_latents.to(device) : torch::Tensor();
+  torch::Tensor generation_noise;  // z_T: the latents the sampler's hook sees at step 0
+
   SampleOptions sample = options.sample;
   sample.before_step = [&](int64_t i, int64_t t, const torch::Tensor& latents) -> StepOverrides {
-    if (i >= guided) return {};  // plain denoising; the default embeddings are back
+    if (inject && i == 0) generation_noise = latents.detach().clone();
+    if (i >= guided) return {};  // plain denoising; the default embeddings are back, no injection
     result.guided_timesteps.push_back(t);
+    StepOverrides out;
+    ProbeOptions injection;  // this step's K/V, in every forward of the step
+    if (inject) {
+      injection.video_key_values = reference_key_values(transformer, components.scheduler, reference_on_device,
+                                                        generation_noise, cond, t, options.injection_blocks);
+      out.video_key_values = injection.video_key_values;
+    }
     if (reuse != nullptr) {
       const auto found = reuse->tables.find(t);
       ErrorContext ctx;
@@ -264,20 +331,23 @@ MotionTransferResult transfer_motion(ModelComponents& components, const torch::T
       T4G_CHECK_CTX(found != reuse->tables.end(), ctx, "the saved positional embeddings have no table for timestep ", t,
                     " (guided step ", i, "): they were made with other --steps / --guidance-steps");
       result.positions.tables[t] = found->second;
-      return positions_override(kind, found->second.to(device));
+      set_positions(out, kind, found->second.to(device));
+      return out;
     }
-    if (options.iterations == 0) return {};
+    if (options.iterations == 0) return out;
     const auto start = std::chrono::steady_clock::now();
     torch::AutoGradMode grad(true);
     const double lr = step_lr(i);
-    StepOverrides out;
+    const ProbeOptions* loss_probes = inject ? &injection : nullptr;
     if (options.target == TransferTarget::kLatents) {
       torch::Tensor x = latents.detach().to(torch::kFloat32).clone().requires_grad_(true);
       torch::optim::Adam adam({x}, torch::optim::AdamOptions(lr));  // a fresh optimiser every step
+      TransformerForwardOptions loss_forward;
+      loss_forward.probes = loss_probes;
       for (int64_t k = 0; k < options.iterations; ++k) {
         adam.zero_grad();
-        const torch::Tensor loss =
-            amf_guidance_loss(transformer, x, cond, t, result.reference_amf, options.amf, options.threshold);
+        const torch::Tensor loss = amf_guidance_loss(transformer, x, cond, t, result.reference_amf, options.amf,
+                                                     options.threshold, loss_forward);
         if (!record_loss(i, t, k, lr, loss)) {
           T4G_WARN("transfer: non-finite AMF loss at step ", i, " iteration ", k, "; update skipped");
           continue;
@@ -289,10 +359,12 @@ MotionTransferResult transfer_motion(ModelComponents& components, const torch::T
     } else {
       torch::Tensor table = positions.detach().clone().requires_grad_(true);
       torch::optim::Adam adam({table}, torch::optim::AdamOptions(lr));
+      TransformerForwardOptions loss_forward = positions_forward(kind, table);
+      loss_forward.probes = loss_probes;
       for (int64_t k = 0; k < options.iterations; ++k) {
         adam.zero_grad();
         const torch::Tensor loss = amf_guidance_loss(transformer, latents, cond, t, result.reference_amf, options.amf,
-                                                     options.threshold, positions_forward(kind, table));
+                                                     options.threshold, loss_forward);
         if (!record_loss(i, t, k, lr, loss)) {
           T4G_WARN("transfer: non-finite AMF loss at step ", i, " iteration ", k, "; update skipped");
           continue;
@@ -302,7 +374,7 @@ MotionTransferResult transfer_motion(ModelComponents& components, const torch::T
       }
       positions = table.detach();
       result.positions.tables[t] = positions.cpu();
-      out = positions_override(kind, positions);
+      set_positions(out, kind, positions);
     }
     if (device.is_cuda()) torch::cuda::synchronize(device.index());
     result.guidance_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -3,7 +3,19 @@
 // pull the generated video's soft AMF towards the reference video's argmax AMF, optimising either
 // the latents or the positional embeddings (RoPE tables for the 5B form, the sin-cos video table
 // for 2B); the optimised embeddings can be saved and reused with other prompts without
-// optimising again (zero-shot transfer). DiTFlow's KV injection at block 0 is not implemented.
+// optimising again (zero-shot transfer).
+//
+// KV injection is on by default, as in the reference code (ditflow configs/guidance_config.yaml:
+// injection_blocks: [0]; motion_guidance.py turns it off only with --no_injection), so that the
+// default run is the one DiTFlow's code makes. At every guided step (and only there:
+// Guidance.run, `is_guidance_step`) the reference latents are noised to the step's timestep t
+// with the generation's own initial noise z_T (scheduler.add_noise(motion_latent, init_latents,
+// t)), run through one forward with the target prompt's embedding and the model's default
+// positions, and the video tokens' K (after qk-norm and RoPE) and V of the injection blocks are
+// copied (InjectionProcessor, copy_kv). They replace the generation's video K/V in those blocks in
+// every forward of that step: the AMF loss forwards and both CFG branches (inject_kv). Text tokens
+// keep their own K/V. With injection_blocks empty the run is the AMF guidance alone; with
+// iterations 0 it is the reference's "Injection" baseline (--no_guidance).
 #pragma once
 
 #include <torch/torch.h>
@@ -36,6 +48,7 @@ struct MotionTransferOptions {
   AmfOptions amf;                                    // temperature (2) of the AMF softmax
   bool threshold = true;                             // loss only where the reference displacement is non-zero
   int64_t reference_timestep = 0;                    // timestep of the reference forward (clean latents)
+  std::vector<int64_t> injection_blocks = {0};       // KV injection blocks on the guided steps (empty: off)
 };
 
 // Positional embeddings per guided timestep: what the kPositions target learns and what zero-shot
@@ -74,7 +87,10 @@ struct MotionTransferResult {
 };
 
 // Resolves guidance_steps (-1 -> max(1, round(0.2 * steps)); must be in [0, steps]) and checks
-// iterations >= 0, the learning rates, blocks and the reference timestep; errors name the option.
+// iterations >= 0, the learning rates, blocks, injection blocks and the reference timestep; errors
+// name the option. An injection block may not be an AMF block while optimising: the reference's
+// guidance step switches that block's processor from injecting to copying (motion_guidance.py
+// Guidance.guidance_step), so the pair has no defined meaning there.
 int64_t resolve_guidance_steps(const MotionTransferOptions& options);
 void check_transfer_options(const CogVideoXTransformerConfig& config, const MotionTransferOptions& options);
 
@@ -83,7 +99,7 @@ void check_transfer_options(const CogVideoXTransformerConfig& config, const Moti
 // prompts: one video (B = 1); empty_prompt_embeds: [1, L, D], the text encoder's output for ""
 // (the reference forward's condition). With `reuse` (zero-shot transfer, target kPositions) the
 // saved tables are used at the guided steps, nothing is optimised, and reference_latents may be
-// undefined.
+// undefined unless KV injection is on (it needs them, as the reference's zero-shot run does).
 MotionTransferResult transfer_motion(ModelComponents& components, const torch::Tensor& reference_latents,
                                      const PromptEmbeddings& prompts, const torch::Tensor& empty_prompt_embeds,
                                      const MotionTransferOptions& options, const LearnedPositions* reuse = nullptr);

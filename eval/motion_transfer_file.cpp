@@ -22,6 +22,13 @@ bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// "0,3" for {0, 3}.
+std::string index_list(const std::vector<int64_t>& indices) {
+  std::string text;
+  for (const int64_t i : indices) text += (text.empty() ? "" : ",") + std::to_string(i);
+  return text;
+}
+
 // "dir/name.ext" -> "dir/name".
 std::string without_extension(const std::string& path) {
   const std::string name = file_name(path);
@@ -157,14 +164,18 @@ TransferFileReport transfer_to_file(const Config& recipe, const TransferFileOpti
     fitted =
         fit_reference_frames(reference_frames, geometry.frames, geometry.height, geometry.width, options.reference);
   }
-  if (fitted.defined() && options.load_posemb.empty()) {
+  // The reference's latents serve the AMF extraction and, on the guided steps, the KV injection
+  // (which a zero-shot reuse of saved embeddings keeps, as the reference's --inject_embeds run does).
+  if (fitted.defined() && (options.load_posemb.empty() || !transfer.injection_blocks.empty())) {
     reference_latents = encode_frames_to_latents(components.vae, fitted.unsqueeze(0));
   }
   T4G_INFO("transfer: ", components.source, " on ", components.device.str(), ", ", geometry.frames, " x ",
            geometry.height, " x ", geometry.width, ", ", transfer.sample.steps, " steps (",
            resolve_guidance_steps(transfer), " guided x ", transfer.iterations, " iterations), target ",
            transfer.target == TransferTarget::kLatents ? "latents" : "posemb",
-           options.load_posemb.empty() ? "" : " (reusing " + options.load_posemb + ")");
+           options.load_posemb.empty() ? "" : " (reusing " + options.load_posemb + ")",
+           transfer.injection_blocks.empty() ? ", no KV injection"
+                                             : ", KV injection at blocks " + index_list(transfer.injection_blocks));
 
   const auto start = std::chrono::steady_clock::now();
   const MotionTransferResult result = transfer_motion(components, reference_latents, prompts, empty, transfer,
@@ -207,6 +218,7 @@ TransferFileReport transfer_to_file(const Config& recipe, const TransferFileOpti
       {"load_posemb", options.load_posemb},
       {"save_posemb", posemb_path},
       {"blocks", blocks},
+      {"injection_blocks", transfer.injection_blocks},
       {"frames", geometry.frames},
       {"height", geometry.height},
       {"width", geometry.width},

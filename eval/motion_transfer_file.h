@@ -1,9 +1,10 @@
 // The library side of `t4g transfer`: load the recipe's model, read and encode the reference video
 // (a video file through OpenCV, an HDF5 file with dataset `frames` such as `t4g sample` writes, or
-// SHARDS_DIR:ID), read the prompt embeddings, run the guided generation (eval/motion_transfer.h)
-// and write the video (as `t4g sample` does), a JSON report with the AMF loss of every optimiser
-// iteration (and, where OpenCV's optical flow is present, the result's Motion Fidelity against the
-// reference from flow-chained tracks), and for target posemb the optimised positional embeddings.
+// SHARDS_DIR:ID), read the prompt embeddings, run the guided generation (eval/motion_transfer.h;
+// KV injection included, on by default as in DiTFlow's code) and write the video (as `t4g sample`
+// does), a JSON report with the AMF loss of every optimiser iteration (and, where OpenCV's optical
+// flow is present, the result's Motion Fidelity against the reference from flow-chained tracks),
+// and for target posemb the optimised positional embeddings.
 #pragma once
 
 #include <string>
@@ -22,8 +23,8 @@ struct TransferFileOptions {
   std::string out;     // output video: .mp4 (needs OpenCV) or .h5
   std::string report;  // JSON report ("" = <out without extension>.json)
   std::string save_posemb;  // target posemb: where the optimised tables go ("" = <out stem>.posemb.safetensors)
-  std::string
-      load_posemb;  // zero-shot: reuse these tables (implies target posemb), no optimisation, no reference needed
+  std::string load_posemb;  // zero-shot: reuse these tables (implies target posemb), no optimisation; the reference
+                            // is still needed for KV injection (transfer.injection_blocks), not without it
   double fps = 8;   // frame rate of an mp4
   bool dynamic_cfg_auto = false;   // true: dynamic CFG on iff the model uses RoPE (DiTFlow: 5B yes, 2B no)
   MotionTransferOptions transfer;  // the guided generation (frames 0: from the reference, see below)

@@ -150,6 +150,7 @@ void write_sampled_video(const std::string& path, const torch::Tensor& frames, d
   for (const int64_t l : options.cag_layers) layers += (layers.empty() ? "" : ",") + std::to_string(l);
   root.set_attr("cag_layers", layers);
   root.set_attr("cag_scale", layers.empty() ? 0.0 : options.cag_scale);
+  root.set_attr("cag_mode", layers.empty() ? "none" : cag_mode_name(resolve_cag_mode(options)));
   file.commit();
 }
 
@@ -178,7 +179,9 @@ SampleFileReport sample_to_file(const Config& recipe, const SampleFileOptions& o
            " on ", components.device.str(), " (", c10::toString(components.dtype), "), ", prompts.positive.size(0),
            " video(s) of ", geometry.frames, " x ", geometry.height, " x ", geometry.width, ", ", options.sample.steps,
            " steps, CFG ", options.sample.guidance_scale, options.sample.dynamic_cfg ? " (dynamic)" : "",
-           options.sample.cag_layers.empty() ? "" : ", CAG scale " + std::to_string(options.sample.cag_scale));
+           options.sample.cag_layers.empty() ? ""
+                                             : ", CAG scale " + std::to_string(options.sample.cag_scale) + " (" +
+                                                   cag_mode_name(resolve_cag_mode(options.sample)) + ")");
 
   SampleOptions sample = options.sample;
   sample.keep_video = !options.save_latents.empty();

@@ -47,7 +47,8 @@ PromptEmbeddings prompt_embeddings_for(const SampleFileOptions& options, const M
 std::vector<std::string> sample_output_paths(const std::string& out, int64_t batch);
 
 // Writes uint8 frames [F, H, W, 3] to `path` atomically: HDF5 (dataset "frames" and attributes
-// fps, steps, guidance_scale, seed) when the name ends in .h5, else a video through OpenCV.
+// fps, steps, guidance_scale, dynamic_cfg, seed, cag_layers, cag_scale and cag_mode, the variant the
+// call resolved to) when the name ends in .h5, else a video through OpenCV.
 void write_sampled_video(const std::string& path, const torch::Tensor& frames, double fps,
                          const SampleOptions& options);
 

@@ -49,6 +49,31 @@ std::vector<int64_t> SampleGeometry::latent_shape(int64_t batch) const {
   return {batch, latent_frames, latent_channels, latent_height, latent_width};
 }
 
+CagMode resolve_cag_mode(const SampleOptions& options) {
+  if (options.cag_mode.has_value()) return *options.cag_mode;
+  return options.guidance_scale > 1.0 ? CagMode::kDropWithoutRenorm : CagMode::kRenormalized;
+}
+
+std::optional<CagMode> parse_cag_mode(const std::string& name, const std::string& flag) {
+  if (name == "auto") return std::nullopt;
+  if (name == "drop") return CagMode::kDropWithoutRenorm;
+  if (name == "renorm") return CagMode::kRenormalized;
+  throw Error(str(flag, " must be auto, drop or renorm, got '", name, "'"),
+              option_context(flag, "auto, drop or renorm", name));
+}
+
+const char* cag_mode_name(CagMode mode) {
+  switch (mode) {
+    case CagMode::kNone:
+      return "none";
+    case CagMode::kRenormalized:
+      return "renorm";
+    case CagMode::kDropWithoutRenorm:
+      return "drop";
+  }
+  return "none";
+}
+
 SampleGeometry resolve_sample_geometry(const CogVideoXTransformerConfig& config, const SampleOptions& options) {
   T4G_CHECK_CTX(options.steps >= 1, option_context("steps", ">= 1", std::to_string(options.steps)),
                 "sampling needs at least one step, got steps = ", options.steps);
@@ -90,7 +115,8 @@ SampleGeometry resolve_sample_geometry(const CogVideoXTransformerConfig& config,
   g.latent_width = g.width / kSpatialCompression;
 
   if (!options.cag_layers.empty()) {
-    T4G_CHECK_CTX(options.cag_mode != CagMode::kNone, option_context("cag_mode", "drop or renorm", "none"),
+    T4G_CHECK_CTX(resolve_cag_mode(options) != CagMode::kNone,
+                  option_context("cag_mode", "auto, drop or renorm", "none"),
                   "CAG layers are set but cag_mode is none");
     T4G_CHECK_CTX(std::isfinite(options.cag_scale),
                   option_context("cag_scale", "a finite number", std::to_string(options.cag_scale)),
@@ -176,7 +202,7 @@ torch::Tensor denoise_latents(CogVideoXTransformer3DModel& transformer, const Co
   TransformerForwardOptions forward;
   if (cag) {
     probes.cag_layers = options.cag_layers;
-    probes.cag_mode = options.cag_mode;
+    probes.cag_mode = resolve_cag_mode(options);
     for (int64_t i = 0; i < batch; ++i) probes.cag_batch_indices.push_back((copies - 1) * batch + i);
     forward.probes = &probes;
   }
@@ -222,6 +248,7 @@ torch::Tensor denoise_latents(CogVideoXTransformer3DModel& transformer, const Co
     const auto start = std::chrono::steady_clock::now();
     const int64_t t = timesteps[i];
     TransformerForwardOptions step_forward = forward;
+    ProbeOptions step_probes;  // the call's probes plus this step's K/V replacements
     if (options.before_step) {
       StepOverrides change = options.before_step(static_cast<int64_t>(i), t, latents);
       // The reference steps from the optimised latents as they are (float32); the cast below
@@ -230,6 +257,11 @@ torch::Tensor denoise_latents(CogVideoXTransformer3DModel& transformer, const Co
       if (change.rope.defined()) step_forward.rope = change.rope;
       if (change.key_rope.defined()) step_forward.key_rope = change.key_rope;
       if (change.video_pos_embedding.defined()) step_forward.video_pos_embedding = change.video_pos_embedding;
+      if (!change.video_key_values.empty()) {
+        step_probes = probes;
+        step_probes.video_key_values = std::move(change.video_key_values);
+        step_forward.probes = &step_probes;
+      }
     }
     const torch::Tensor input = copies > 1 ? torch::cat(std::vector<torch::Tensor>(copies, latents), 0) : latents;
     const torch::Tensor timestep = torch::full({input.size(0)}, t, torch::TensorOptions().dtype(torch::kLong).device(device));

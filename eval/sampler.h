@@ -10,8 +10,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "models/attention_probe.h"
@@ -50,8 +52,11 @@ struct StepOverrides {
   RotaryEmbedding rope;               // this step's RoPE tables for Q (undefined = the model's)
   RotaryEmbedding key_rope;           // this step's RoPE tables for K (undefined = rope)
   torch::Tensor video_pos_embedding;  // this step's sin-cos video table [1, N, D] (undefined = the model's)
+  std::map<int64_t, VideoKeyValue> video_key_values;  // this step's video K/V per block, in every
+                                                      // batch element (CFG branches); empty = none
 };
-// Called before step `index` (scheduler timestep `timestep`) with the current latents. It runs
+// Called before step `index` (scheduler timestep `timestep`) with the current latents; at index 0
+// these are the initial latents (the seeded noise z_T or SampleOptions::initial_latents). It runs
 // inside the loop's no-grad scope: a hook that optimises enables autograd itself.
 using BeforeStepHook =
     std::function<StepOverrides(int64_t index, int64_t timestep, const torch::Tensor& latents)>;
@@ -64,7 +69,7 @@ struct SampleOptions {
   bool dynamic_cfg = false;          // diffusers use_dynamic_cfg: 1 + g (1 - cos(pi ((N - t) / N)^5)) / 2 per step
   std::set<int64_t> cag_layers;      // CAG: blocks whose perturbed branch attends within frames; empty = off
   double cag_scale = 1.0;            // CAG scale s: + s (cond - perturbed); used only with cag_layers
-  CagMode cag_mode = CagMode::kDropWithoutRenorm;  // DiffTrack's released setting (with CFG)
+  std::optional<CagMode> cag_mode;   // CAG variant; unset ("auto"): as DiffTrack, per resolve_cag_mode
   uint64_t seed = 42;                // seeds one CPU generator: the initial noise, then the DPM's noise
   int64_t frames = 0;                // video frames, 4k+1 (0: the model's sample_frames)
   int64_t height = 0;                // pixels, a multiple of 8 * patch_size (0: sample_height * 8)
@@ -102,6 +107,20 @@ struct SampleResult {
   std::vector<double> step_seconds; // wall time per step
   double decode_seconds = 0;        // VAE decode and conversion to uint8
 };
+
+// The CAG variant a call uses: options.cag_mode when set, else the one DiffTrack's pipeline picks
+// (pipelines/pag/pag_utils.py, PAGMixin._set_pag_attn_processor): with CFG (guidance_scale > 1)
+// PAGCFGJointAttnProcessor2_0_CogVideoX, the full softmax with the cross-frame probabilities dropped
+// and not renormalised (kDropWithoutRenorm); without CFG PAGJointAttnProcessor2_0_CogVideoX, an
+// additive -inf mask, i.e. renormalised over text + own frame (kRenormalized). Decided once per call
+// from the base scale, as the pipeline chooses its processors before the loop (dynamic CFG aside).
+CagMode resolve_cag_mode(const SampleOptions& options);
+
+// The command-line names of the CAG variants: "auto" (unset), "drop", "renorm"; anything else is
+// an error naming `flag` and the choices.
+std::optional<CagMode> parse_cag_mode(const std::string& name, const std::string& flag = "--cag-mode");
+// "drop", "renorm" or "none" (reports, HDF5 attributes).
+const char* cag_mode_name(CagMode mode);
 
 // Resolves the defaults and checks every option against the model before any work: steps >= 1,
 // frames 4k+1 (the error names the rule), height/width multiples of 8 * patch_size, CAG layers in

@@ -1,6 +1,7 @@
-// CAG attention variants and the chunked frame-pair cost maps. Both work frame by frame (or in
-// query chunks) so that the N x N attention of a real-size model (17,776^2 per head) is never
-// materialised; only the per-frame blocks the caller asked for are.
+// CAG attention variants, the chunked frame-pair cost maps and DiTFlow's video K/V replacement.
+// The first two work frame by frame (or in query chunks) so that the N x N attention of a
+// real-size model (17,776^2 per head) is never materialised; only the per-frame blocks the caller
+// asked for are.
 #include "models/attention_probe.h"
 
 #include <algorithm>
@@ -164,6 +165,23 @@ torch::Tensor cag_attention(const torch::Tensor& query, const torch::Tensor& key
   const auto rest = torch::tensor(others, torch::kLong).to(query.device());
   return out.index_copy(0, rest,
                         at::scaled_dot_product_attention(select(query, rest), select(key, rest), select(value, rest)));
+}
+
+std::pair<torch::Tensor, torch::Tensor> replace_video_key_value(const torch::Tensor& key, const torch::Tensor& value,
+                                                                int64_t text_len, const VideoKeyValue& replacement) {
+  const int64_t b = key.size(0);
+  auto video_part = [&](const torch::Tensor& own, const torch::Tensor& given, const char* name) {
+    T4G_CHECK(given.defined() && given.dim() == 4 && (given.size(0) == 1 || given.size(0) == b) &&
+                  given.size(1) == own.size(1) && given.size(2) == own.size(2) - text_len &&
+                  given.size(3) == own.size(3),
+              "the replacement video ", name, " must be [1 or ", b, ", ", own.size(1), ", ", own.size(2) - text_len,
+              ", ", own.size(3), "] (heads, video tokens, head_dim of this block), got ",
+              given.defined() ? given.sizes() : c10::IntArrayRef{});
+    // DiTFlow's InjectionProcessor writes the copied K/V into the video rows of each forward;
+    // concatenating instead of writing in place keeps the text rows' autograd history intact.
+    return torch::cat({own.slice(2, 0, text_len), given.to(own.scalar_type()).expand({b, -1, -1, -1})}, 2);
+  };
+  return {video_part(key, replacement.key, "key"), video_part(value, replacement.value, "value")};
 }
 
 std::vector<torch::Tensor> attention_cost_maps(const torch::Tensor& query, const torch::Tensor& key, int64_t text_len,

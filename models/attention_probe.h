@@ -1,5 +1,6 @@
 // Attention probes: the one mechanism through which training taps, DiffTrack analysis, zero-shot
-// tracking and CAG sampling look into (or change) the CogVideoX transformer. A ProbeOptions is
+// tracking, CAG sampling and DiTFlow's KV injection look into (or change) the CogVideoX
+// transformer. A ProbeOptions is
 // passed to the forward; captured tensors come back in a ProbeCapture. Also the cost-map helper
 // (per-head softmax(Q_i K_j^T * scale) between frames, research/methods.md 1.3) and the CAG
 // attention variants (methods.md 1.8), which never build the full token-by-token matrix.
@@ -35,6 +36,22 @@ enum class CagMode {
                        // (DiffTrack's released CFG path)
 };
 
+// The video tokens' K and V of one block's attention: what DiTFlow's KV injection copies from a
+// forward of the noised reference video and writes into the generation's forwards (ditflow
+// guidance_utils/custom_modules.py, InjectionProcessor.__call__: the key after qk-norm and RoPE,
+// the value as projected; text tokens keep their own). [1 or B, heads, video tokens, head_dim];
+// one batch element is used for every element of the forward it is written into.
+struct VideoKeyValue {
+  torch::Tensor key;
+  torch::Tensor value;
+};
+
+// The joint-sequence key and value [B, heads, text_len + video tokens, head_dim] with the video
+// tokens' part replaced by `replacement` (out of place, so autograd flows to the text part only).
+// Errors name the tensor and the expected shape.
+std::pair<torch::Tensor, torch::Tensor> replace_video_key_value(const torch::Tensor& key, const torch::Tensor& value,
+                                                                int64_t text_len, const VideoKeyValue& replacement);
+
 // Adds a residual after a block: given the block's video output [B, video tokens, D] and the token
 // grid, returns what to add (same shape). This is where the refiner routes its output back.
 using ResidualHook = std::function<torch::Tensor(const torch::Tensor& video_hidden, const TokenGrid& grid)>;
@@ -44,24 +61,28 @@ using ResidualHook = std::function<torch::Tensor(const torch::Tensor& video_hidd
 struct ProbeOptions {
   std::set<int64_t> query_key_layers;              // capture Q and K as fed to SDPA (after qk-norm and RoPE)
   std::set<int64_t> hidden_layers;                 // capture the video hidden states output by these blocks
+  std::set<int64_t> key_value_layers;              // capture K and V as fed to SDPA (DiTFlow's KV injection)
   std::set<int64_t> cag_layers;                    // layers whose attention follows cag_mode
   CagMode cag_mode = CagMode::kNone;               // how cag_layers attend
   std::vector<int64_t> cag_batch_indices;          // batch elements perturbed by CAG; empty = all
   std::map<int64_t, ResidualHook> residual_hooks;  // after block L: video hidden += hook(output)
-  // End the forward after the last layer that captures Q/K or hidden states (TransformerOutput's
+  std::map<int64_t, VideoKeyValue> video_key_values;  // block L's video K/V replaced (every batch element)
+  // End the forward after the last layer that captures Q/K, K/V or hidden states (TransformerOutput's
   // sample is then left undefined): feature extraction (tracking, analysis) does not pay for the
   // blocks above its probes or the output head.
   bool stop_after_last_capture = false;
 };
 
-// Tensors captured by a forward. query/key: [B, heads, text + video tokens, head_dim] in the
-// compute dtype, text first, exactly what enters scaled_dot_product_attention. hidden: [B, video
+// Tensors captured by a forward. query/key/value: [B, heads, text + video tokens, head_dim] in the
+// compute dtype, text first, exactly what enters scaled_dot_product_attention (after any K/V
+// replacement). hidden: [B, video
 // tokens, D], the block's output before any residual hook adds to it. Q/K are detached when the
 // block ran under gradient checkpointing; otherwise every captured tensor keeps its autograd
 // history (the caller detaches when it wants features only).
 struct ProbeCapture {
   std::map<int64_t, torch::Tensor> query;
   std::map<int64_t, torch::Tensor> key;
+  std::map<int64_t, torch::Tensor> value;
   std::map<int64_t, torch::Tensor> hidden;
 };
 

@@ -216,10 +216,12 @@ std::pair<torch::Tensor, torch::Tensor> CogVideoXAttentionImpl::forward(const to
                                     : call.key_rope != nullptr && call.key_rope->defined() ? call.key_rope
                                                                                            : call.rope;
   const auto q = norm_heads(to_q, norm_q, has_rope ? call.rope : nullptr).transpose(1, 2);
-  const auto k = norm_heads(to_k, norm_k, key_rope).transpose(1, 2);
-  const auto v = split_heads(linear_forward(to_v, x)).transpose(1, 2);
+  auto k = norm_heads(to_k, norm_k, key_rope).transpose(1, 2);
+  auto v = split_heads(linear_forward(to_v, x)).transpose(1, 2);
+  if (call.video_key_value != nullptr) std::tie(k, v) = replace_video_key_value(k, v, text_len, *call.video_key_value);
   if (call.query_out != nullptr) *call.query_out = q;
   if (call.key_out != nullptr) *call.key_out = k;
+  if (call.value_out != nullptr) *call.value_out = v;
   torch::Tensor out;
   if (call.cag_mode != CagMode::kNone) {
     out = cag_attention(q, k, v, text_len, call.grid, call.cag_mode, call.cag_batch_indices);
@@ -424,14 +426,16 @@ std::pair<torch::Tensor, torch::Tensor> CogVideoXTransformer3DModelImpl::run_blo
                                                                                    const torch::Tensor& temb,
                                                                                    const BlockAttentionCall& call) {
   auto& block = blocks_[static_cast<size_t>(index)];
-  const bool capturing = call.query_out != nullptr || call.key_out != nullptr;
+  const bool capturing = call.query_out != nullptr || call.key_out != nullptr || call.value_out != nullptr;
   // The checkpoint function returns gradients for its inputs and the block's parameters only, and
-  // recomputes with one RoPE table pair; a block whose RoPE tables are being optimised, or whose
-  // K has tables of its own, runs plainly.
+  // recomputes with one RoPE table pair and no K/V replacement; a block whose RoPE tables are being
+  // optimised, whose K has tables of its own, or whose video K/V are replaced runs plainly.
   const bool rope_trains = call.rope != nullptr && call.rope->defined() &&
                            (call.rope->cos.requires_grad() || call.rope->sin.requires_grad());
   const bool own_key_rope = call.key_rope != nullptr && call.key_rope->defined();
-  if (!gradient_checkpointing_ || !torch::GradMode::is_enabled() || capturing || rope_trains || own_key_rope) {
+  const bool replaced_kv = call.video_key_value != nullptr;
+  if (!gradient_checkpointing_ || !torch::GradMode::is_enabled() || capturing || rope_trains || own_key_rope ||
+      replaced_kv) {
     return block->forward(hidden, encoder, temb, call);
   }
   T4G_CHECK(!is_training() || config_.dropout == 0.0,
@@ -514,6 +518,10 @@ TransformerOutput CogVideoXTransformer3DModelImpl::forward(const torch::Tensor& 
   check_layers(probes.query_key_layers, "query/key probe");
   check_layers(probes.hidden_layers, "hidden-state probe");
   check_layers(probes.cag_layers, "CAG");
+  check_layers(probes.key_value_layers, "key/value probe");
+  for (const auto& [layer, kv] : probes.video_key_values) {
+    T4G_CHECK(layer >= 0 && layer < c.num_layers, "K/V replacement layer ", layer, " outside [0, ", c.num_layers, ")");
+  }
   for (const auto& [layer, hook] : probes.residual_hooks) {
     T4G_CHECK(layer >= 0 && layer < c.num_layers, "residual hook layer ", layer, " outside [0, ", c.num_layers, ")");
     T4G_CHECK(static_cast<bool>(hook), "residual hook at layer ", layer, " is empty");
@@ -525,6 +533,7 @@ TransformerOutput CogVideoXTransformer3DModelImpl::forward(const torch::Tensor& 
     last_layer = -1;
     if (!probes.query_key_layers.empty()) last_layer = std::max(last_layer, *probes.query_key_layers.rbegin());
     if (!probes.hidden_layers.empty()) last_layer = std::max(last_layer, *probes.hidden_layers.rbegin());
+    if (!probes.key_value_layers.empty()) last_layer = std::max(last_layer, *probes.key_value_layers.rbegin());
   }
 
   TransformerOutput result;
@@ -543,6 +552,12 @@ TransformerOutput CogVideoXTransformer3DModelImpl::forward(const torch::Tensor& 
       call.query_out = &result.captured.query[i];
       call.key_out = &result.captured.key[i];
     }
+    if (probes.key_value_layers.count(i) != 0) {
+      call.key_out = &result.captured.key[i];
+      call.value_out = &result.captured.value[i];
+    }
+    const auto replaced = probes.video_key_values.find(i);
+    if (replaced != probes.video_key_values.end()) call.video_key_value = &replaced->second;
     std::tie(hidden, encoder) = run_block(i, hidden, encoder, emb, call);
     if (probes.hidden_layers.count(i) != 0) result.captured.hidden[i] = hidden;
     // The call's hook, else the model's own residual (not after the last block of an early stop).

@@ -20,16 +20,18 @@
 
 namespace t4g {
 
-// How one block's attention runs: RoPE tables (undefined for the 2B form), the CAG variant, and
-// where to put the captured Q/K (null = do not capture).
+// How one block's attention runs: RoPE tables (undefined for the 2B form), the CAG variant, a
+// replacement of the video tokens' K/V, and where to put the captured Q/K/V (null = do not capture).
 struct BlockAttentionCall {
   const RotaryEmbedding* rope = nullptr;
   const RotaryEmbedding* key_rope = nullptr;  // K's tables when they differ from Q's (null = rope)
   TokenGrid grid;
   CagMode cag_mode = CagMode::kNone;
   std::vector<int64_t> cag_batch_indices;
+  const VideoKeyValue* video_key_value = nullptr;  // replaces the video K (after qk-norm, RoPE) and V
   torch::Tensor* query_out = nullptr;
   torch::Tensor* key_out = nullptr;
+  torch::Tensor* value_out = nullptr;
   // Gradient checkpointing that keeps attention (models/kept_attention.h): the no-grad forward
   // fills *keep_attention; the recompute in backward hands it back as `kept` and skips the kernel.
   KeptAttention* keep_attention = nullptr;

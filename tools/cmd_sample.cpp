@@ -17,7 +17,7 @@ void register_sample(CLI::App& app) {
     RecipeFlags recipe;
     ModelFlags model;
     std::string cag_layers;
-    std::string cag_mode = "drop";
+    std::string cag_mode = "auto";
     std::string scheduler = "config";
     SampleFileOptions options;
   };
@@ -40,9 +40,11 @@ void register_sample(CLI::App& app) {
   cmd->add_flag("--dynamic-cfg", s.dynamic_cfg, "diffusers' use_dynamic_cfg (recommended for 5B with DPM)");
   cmd->add_option("--cag-layers", flags->cag_layers, "CAG: comma-separated blocks (2B: 13,17,21; 5B: 15,17,18)");
   cmd->add_option("--cag-scale", s.cag_scale, "CAG scale")->capture_default_str();
-  cmd->add_option("--cag-mode", flags->cag_mode, "drop: cross-frame probabilities zeroed (DiffTrack with CFG); "
-                                                 "renorm: softmax within text + own frame")
-      ->check(CLI::IsMember({"drop", "renorm"}))
+  cmd->add_option("--cag-mode", flags->cag_mode,
+                  "auto: as DiffTrack's pipeline, drop with CFG (--cfg > 1) and renorm without; "
+                  "drop: full softmax, cross-frame probabilities zeroed, not renormalised; "
+                  "renorm: -inf mask, softmax within text + own frame")
+      ->check(CLI::IsMember({"auto", "drop", "renorm"}))
       ->capture_default_str();
   cmd->add_option("--scheduler", flags->scheduler, "config (scheduler_config.json), ddim or dpm")
       ->check(CLI::IsMember({"config", "ddim", "dpm"}))
@@ -64,7 +66,7 @@ void register_sample(CLI::App& app) {
       const std::vector<int64_t> layers = parse_index_list(flags->cag_layers, "--cag-layers", "13,17,21");
       sample.cag_layers = std::set<int64_t>(layers.begin(), layers.end());
     }
-    sample.cag_mode = flags->cag_mode == "renorm" ? CagMode::kRenormalized : CagMode::kDropWithoutRenorm;
+    sample.cag_mode = parse_cag_mode(flags->cag_mode);
     sample.sampler = flags->scheduler == "ddim"  ? SamplerKind::kDdim
                      : flags->scheduler == "dpm" ? SamplerKind::kDpm
                                                  : SamplerKind::kFromConfig;

@@ -17,6 +17,8 @@ void register_transfer(CLI::App& app) {
     ModelFlags model;
     std::string target = "latents";
     std::string blocks;
+    std::string injection_blocks = "0";
+    bool no_injection = false;
     std::string dynamic_cfg = "auto";
     std::string scheduler = "config";
     TransferFileOptions options;
@@ -26,7 +28,9 @@ void register_transfer(CLI::App& app) {
   t.sample.guidance_scale = 7.0;  // DiTFlow's defaults
   t.sample.seed = 1;
   CLI::App* cmd = app.add_subcommand(
-      "transfer", "Motion transfer (DiTFlow): guide a new generation with the reference video's Attention Motion Flow");
+      "transfer",
+      "Motion transfer (DiTFlow): guide a new generation with the reference video's Attention Motion Flow, with "
+      "DiTFlow's KV injection at block 0 on the guided steps (its code's default; --no-injection turns it off)");
   add_recipe_flags(cmd, flags->recipe);
   add_model_flags(cmd, flags->model, "Sizes, dtype and device default to the model's own");
   cmd->add_option("--reference", flags->options.reference,
@@ -45,9 +49,19 @@ void register_transfer(CLI::App& app) {
                   "target posemb: where the optimised embeddings go (default: OUT.posemb.safetensors)");
   cmd->add_option(
          "--load-posemb", flags->options.load_posemb,
-         "zero-shot transfer: reuse saved embeddings at the guided steps, no optimisation (implies --target posemb)")
+         "zero-shot transfer: reuse saved embeddings at the guided steps, no optimisation (implies --target posemb); "
+         "KV injection still needs --reference (or --no-injection)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--blocks", flags->blocks, "AMF blocks (default: 20 for 5B, 15 for 2B, num_layers/2 otherwise)");
+  const char* injection_help =
+      "KV injection, on by default as in DiTFlow's code (injection_blocks [0]): on each guided step the reference "
+      "latents, noised to t with the generation's initial noise, go through one forward with the prompt, and these "
+      "blocks' video K/V replace the generation's in every forward of the step (AMF loss and both CFG branches)";
+  CLI::Option* injection =
+      cmd->add_option("--injection-blocks", flags->injection_blocks, injection_help)->capture_default_str();
+  cmd->add_flag("--no-injection", flags->no_injection,
+                "no KV injection (DiTFlow's --no_injection): the AMF guidance alone")
+      ->excludes(injection);
   cmd->add_option("--guidance-steps", t.guidance_steps, "first denoising steps that are guided (-1: 20% of --steps)")
       ->capture_default_str();
   cmd->add_option("--iterations", t.iterations, "Adam iterations per guided step")->capture_default_str();
@@ -79,6 +93,9 @@ void register_transfer(CLI::App& app) {
     MotionTransferOptions& transfer = flags->options.transfer;
     transfer.target = flags->target == "posemb" ? TransferTarget::kPositions : TransferTarget::kLatents;
     if (!flags->blocks.empty()) transfer.blocks = parse_index_list(flags->blocks, "--blocks", "20 or 20,15,10");
+    transfer.injection_blocks = flags->no_injection
+                                    ? std::vector<int64_t>{}
+                                    : parse_index_list(flags->injection_blocks, "--injection-blocks", "0");
     transfer.sample.sampler = flags->scheduler == "ddim"  ? SamplerKind::kDdim
                               : flags->scheduler == "dpm" ? SamplerKind::kDpm
                                                           : SamplerKind::kFromConfig;

@@ -119,6 +119,23 @@ TEST(SampleCli, AnExportSamplesAsDiffusersWithItsLoaderFile) {
   }
 }
 
+// --cag-mode reaches the options: auto resolves per CFG scale as DiffTrack's pipeline (drop with
+// CFG, renorm without), an explicit mode is kept; the HDF5 file records the variant used.
+TEST(SampleCli, CagModeAutoFollowsTheCfgScale) {
+  TempDir dir;
+  auto mode = [&](const std::string& flags) {
+    const std::string out = dir.file("m.h5");
+    const CommandResult r = sample("--set model.device=cpu --steps 1 --cag-layers 0,1 " + flags + " --out " + out);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return h5::File::open(out).root().attr_string("cag_mode");
+  };
+  EXPECT_EQ(mode(""), "drop");  // the default --cfg 6
+  EXPECT_EQ(mode("--cfg 1"), "renorm");
+  EXPECT_EQ(mode("--cag-mode auto --cfg 1"), "renorm");
+  EXPECT_EQ(mode("--cag-mode renorm --cfg 6"), "renorm");
+  EXPECT_EQ(mode("--cag-mode drop --cfg 1"), "drop");
+}
+
 TEST(SampleCli, BadInputsAreOneLineErrors) {
   TempDir dir;
   const std::string out = " --out " + dir.file("x.h5");

@@ -1,8 +1,8 @@
 // `t4g transfer` end to end on the tiny recipe with synthetic reference videos (an HDF5 frames
 // file and a shard dataset DIR:ID): the video, the JSON report with a falling AMF loss, the saved
 // positional embeddings and their zero-shot reuse (same seed and prompt: the same frames, exactly,
-// since the reused run does the same float32 denoising with the same tables); bad inputs end with
-// exit code 1 and one stderr line naming the problem.
+// since the reused run does the same float32 denoising with the same tables and injected K/V); the
+// KV injection flags; bad inputs end with exit code 1 and one stderr line naming the problem.
 #include <gtest/gtest.h>
 
 #include "common/fs.h"
@@ -89,12 +89,38 @@ TEST(TransferCli, PosembSavedAndReusedZeroShotFromAShardReference) {
       transfer("--reference " + dir.file("ds") + ":walk --target posemb" + kQuick + " --out " + dir.file("a.h5"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_TRUE(path_exists(dir.file("a.posemb.safetensors")));
-  r = transfer("--load-posemb " + dir.file("a.posemb.safetensors") + kQuick + " --out " + dir.file("b.h5"));
+  // KV injection (on by default) takes its K/V from the reference, so the zero-shot run names it too.
+  r = transfer("--reference " + dir.file("ds") + ":walk --load-posemb " + dir.file("a.posemb.safetensors") + kQuick +
+               " --out " + dir.file("b.h5"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const torch::Tensor a = h5::File::open(dir.file("a.h5")).root().read("frames");
   const torch::Tensor b = h5::File::open(dir.file("b.h5")).root().read("frames");
   EXPECT_TRUE(torch::equal(a, b)) << "reusing the saved embeddings reproduces the optimising run";
   EXPECT_EQ(read_json(dir.file("b.json")).at("iterations").size(), 0u);
+}
+
+// The KV injection flags reach the options: the report names the blocks, and injection changes the
+// video against --no-injection at the same seed and prompt.
+TEST(TransferCli, KvInjectionIsOnByDefaultAndTheFlagsReachTheOptions) {
+  TempDir dir;
+  const std::string ref = write_frames(dir, "ref.h5", 9);
+  auto run = [&](const std::string& name, const std::string& flags) {
+    const CommandResult r = transfer("--reference " + ref + flags + " --out " + dir.file(name + ".h5"));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return std::make_pair(h5::File::open(dir.file(name + ".h5")).root().read("frames"),
+                          read_json(dir.file(name + ".json")).at("injection_blocks"));
+  };
+  const auto [on, on_blocks] = run("on", kQuick);
+  EXPECT_EQ(on_blocks, Json::array({0}));
+  const auto [off, off_blocks] = run("off", std::string(kQuick) + " --no-injection");
+  EXPECT_EQ(off_blocks, Json::array());
+  EXPECT_FALSE(torch::equal(on, off)) << "injection changes the video";
+  // The "Injection" baseline: no AMF optimisation, so block 1 (the tiny model's AMF block) may inject.
+  const auto [baseline, baseline_blocks] =
+      run("baseline", " --steps 3 --guidance-steps 2 --iterations 0 --injection-blocks 1");
+  EXPECT_EQ(baseline_blocks, Json::array({1}));
+  const auto [plain, plain_blocks] = run("plain", " --steps 3 --guidance-steps 2 --iterations 0 --no-injection");
+  EXPECT_FALSE(torch::equal(baseline, plain)) << "the injection at block 1 ran";
 }
 
 TEST(TransferCli, BadInputsAreOneLineErrors) {
@@ -109,6 +135,10 @@ TEST(TransferCli, BadInputsAreOneLineErrors) {
                         "reference timestep 1000 is outside");
   expect_one_line_error(transfer("--reference " + dir.file("missing.h5") + kQuick + out), "reference video not found");
   expect_one_line_error(transfer(kQuick + out), "a reference video is required");
+  expect_one_line_error(transfer("--reference " + ref + " --injection-blocks 1" + kQuick + out),
+                        "KV injection block 1 is also an AMF block");
+  // CLI11 rejects the contradiction itself (its own message and exit code).
+  EXPECT_NE(transfer("--reference " + ref + " --injection-blocks 0 --no-injection" + kQuick + out).exit_code, 0);
   EXPECT_FALSE(path_exists(dir.file("x.h5")));
 }
 

@@ -1,6 +1,7 @@
 // The sampling loop against diffusers' CogVideoXPipeline on tiny pipelines
 // (tests/fixtures/pipeline/make_fixtures.py): per-step latents, decoded frames and the seeded
-// noise; CAG against direct transformer calls; the file side of `t4g sample`; bad inputs.
+// noise; CAG against direct transformer calls and its variant chosen per CFG as DiffTrack's
+// pipeline chooses it; the file side of `t4g sample`; bad inputs.
 // Tolerances (fp32 on CPU): latents 2e-5 of their largest magnitude (the reference runs different
 // kernels, and three steps compound rounding; 10x the error measured here, for other CPUs' vector
 // units); the [0, 1] video 1e-4 absolute; uint8 frames within
@@ -11,6 +12,7 @@
 
 #include <cmath>
 #include <map>
+#include <optional>
 
 #include "common/error.h"
 #include "common/fs.h"
@@ -241,6 +243,45 @@ TEST(Sampler, CagBranchIsTheTransformerWithCrossFrameAttentionRemoved) {
   }
 }
 
+// DiffTrack's pipeline picks the CAG processor once per call from the CFG scale
+// (pipelines/pag/pag_utils.py, PAGMixin._set_pag_attn_processor): the drop-without-renormalising
+// one with CFG, the -inf mask (renormalised) without. "auto" must be exactly the explicit variant
+// the reference would pick (same calls, same latents bit for bit); the two variants differ on the
+// same inputs, so the comparison can tell them apart.
+TEST(Sampler, CagAutoModeIsRenormWithoutCfgAndDropWithIt) {
+  Case c = load_case("ddim_2b");
+  auto latents = [&](double guidance, std::optional<CagMode> mode) {
+    SampleOptions o = fixture_options(c);
+    o.steps = 2;
+    o.decode = false;
+    o.guidance_scale = guidance;
+    o.cag_layers = {0, 1};
+    o.cag_scale = 1.0;
+    o.cag_mode = mode;
+    return sample_video(c.components, c.prompts, o).latents;
+  };
+  for (const double guidance : {1.0, 6.0}) {
+    SCOPED_TRACE("guidance " + std::to_string(guidance));
+    const torch::Tensor drop = latents(guidance, CagMode::kDropWithoutRenorm);
+    const torch::Tensor renorm = latents(guidance, CagMode::kRenormalized);
+    EXPECT_GT((drop - renorm).abs().max().item<double>(), 1e-4 * renorm.abs().max().item<double>());
+    const torch::Tensor automatic = latents(guidance, std::nullopt);
+    EXPECT_TRUE(torch::equal(automatic, guidance > 1.0 ? drop : renorm));
+  }
+  SampleOptions o;
+  o.guidance_scale = 1.0;
+  EXPECT_EQ(resolve_cag_mode(o), CagMode::kRenormalized);
+  o.guidance_scale = 1.0001;
+  EXPECT_EQ(resolve_cag_mode(o), CagMode::kDropWithoutRenorm);
+  o.cag_mode = CagMode::kRenormalized;
+  EXPECT_EQ(resolve_cag_mode(o), CagMode::kRenormalized);
+  EXPECT_EQ(parse_cag_mode("auto"), std::nullopt);
+  EXPECT_EQ(parse_cag_mode("drop"), CagMode::kDropWithoutRenorm);
+  EXPECT_EQ(parse_cag_mode("renorm"), CagMode::kRenormalized);
+  EXPECT_NE(error_of([] { parse_cag_mode("mask"); }).find("--cag-mode must be auto, drop or renorm, got 'mask'"),
+            std::string::npos);
+}
+
 TEST(Sampler, BadOptionsAreClearErrors) {
   Case c = load_case("ddim_2b");
   SampleOptions o = fixture_options(c);
@@ -321,6 +362,7 @@ TEST(SampleFile, OutputPathsAndHdf5Frames) {
   h5::File f = h5::File::open(dir.file("sub/v.h5"));
   EXPECT_TRUE(torch::equal(f.root().read("frames"), frames));
   EXPECT_EQ(f.root().attr_string("cag_layers"), "13,17");
+  EXPECT_EQ(f.root().attr_string("cag_mode"), "drop");  // auto with the default CFG 6
   EXPECT_EQ(f.root().attr_int("steps"), 50);
   EXPECT_NE(error_of([&] { write_sampled_video(dir.file("bad.h5"), frames.to(torch::kFloat32), 8, o); })
                 .find("frames to write must be uint8 [F, H, W, 3]"),

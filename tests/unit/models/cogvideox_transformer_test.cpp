@@ -330,6 +330,88 @@ TEST(CogVideoXTransformer, CagChangesOnlyTheChosenLayersAndBatchElements) {
   }
 }
 
+// DiTFlow's KV injection through the probes (ditflow guidance_utils/custom_modules.py,
+// InjectionProcessor): a block's own video K/V written back leave the output as it was (the
+// replacement itself changes nothing: 1e-6, the same float32 ops on re-laid-out tensors); another
+// video's K/V change it, from the chosen block on and not before; one batch element's K/V reach
+// every element of the forward (both CFG branches), as separate forwards of one element each; the
+// captured K/V are those SDPA saw; under gradient checkpointing the replaced block keeps the
+// replacement in backward (gradients as the plain path).
+TEST(CogVideoXTransformer, VideoKeyValueReplacement) {
+  for (const bool rope : {false, true}) {
+    SCOPED_TRACE(rope ? "rope" : "sincos");
+    const auto c = tiny(rope);
+    auto model = make_model(c);
+    const auto in = make_inputs(c);
+    const int64_t text_len = c.max_text_seq_length;
+    auto forward = [&](const torch::Tensor& x, const ProbeOptions& probes, int64_t first = 0, int64_t count = 2) {
+      TransformerForwardOptions o;
+      o.probes = &probes;
+      return model(x, in.text.narrow(0, first, count), in.t.narrow(0, first, count), o);
+    };
+    auto video_kv = [&](const TransformerOutput& out, int64_t layer) {
+      return VideoKeyValue{out.captured.key.at(layer).slice(2, text_len),
+                           out.captured.value.at(layer).slice(2, text_len)};
+    };
+    torch::NoGradGuard no_grad;
+    ProbeOptions capture;
+    capture.key_value_layers = {1};
+    capture.hidden_layers = {0, 1};
+    const auto own = forward(in.x, capture);
+    ASSERT_EQ(own.captured.value.count(1), 1u);
+    EXPECT_EQ(own.captured.value.at(1).sizes(), (std::vector<int64_t>{2, 2, 5 + 3 * 4 * 6, 16}));
+    const double scale = own.sample.abs().max().item<double>();
+
+    ProbeOptions same = capture;
+    same.video_key_values[1] = video_kv(own, 1);
+    const auto written_back = forward(in.x, same);
+    EXPECT_LE((written_back.sample - own.sample).abs().max().item<double>(), 1e-6 * scale);
+
+    const torch::Tensor other_x = torch::randn_like(in.x);
+    const auto other = forward(other_x, capture);
+    ProbeOptions injected = capture;
+    injected.video_key_values[1] = video_kv(other, 1);
+    const auto out = forward(in.x, injected);
+    EXPECT_GT((out.sample - own.sample).abs().max().item<double>(), 1e-3 * scale);
+    EXPECT_TRUE(torch::equal(out.captured.hidden.at(0), own.captured.hidden.at(0))) << "block 0 is untouched";
+    EXPECT_GT((out.captured.hidden.at(1) - own.captured.hidden.at(1)).abs().max().item<double>(), 1e-3);
+    // What SDPA saw: the text rows of this forward, the video rows given.
+    EXPECT_TRUE(
+        torch::equal(out.captured.key.at(1).slice(2, 0, text_len), own.captured.key.at(1).slice(2, 0, text_len)));
+    EXPECT_TRUE(
+        torch::equal(out.captured.value.at(1).slice(2, text_len), other.captured.value.at(1).slice(2, text_len)));
+
+    // One element's K/V into a batch of two == each element alone with them.
+    ProbeOptions one = capture;
+    one.video_key_values[1] = {video_kv(other, 1).key.narrow(0, 1, 1), video_kv(other, 1).value.narrow(0, 1, 1)};
+    const auto both = forward(in.x, one).sample;
+    for (int64_t b = 0; b < 2; ++b) {
+      const auto alone = forward(in.x.narrow(0, b, 1), one, b, 1).sample;
+      EXPECT_LE((both.narrow(0, b, 1) - alone).abs().max().item<double>(), 1e-5 * scale) << "element " << b;
+    }
+
+    ProbeOptions bad = capture;
+    bad.video_key_values[1] = {video_kv(other, 1).key.slice(2, 1), video_kv(other, 1).value};
+    EXPECT_THROW(forward(in.x, bad), Error);
+    bad.video_key_values = {{3, video_kv(other, 1)}};
+    EXPECT_THROW(forward(in.x, bad), Error);
+
+    // Gradient checkpointing: the replaced block must not be recomputed without its replacement.
+    torch::AutoGradMode grad(true);
+    ProbeOptions inject_only;
+    inject_only.video_key_values[1] = video_kv(other, 1);
+    auto input_grad = [&](bool checkpoint) {
+      model->set_gradient_checkpointing(checkpoint);
+      const auto x = in.x.clone().requires_grad_(true);
+      forward(x, inject_only).sample.square().mean().backward();
+      return x.grad().clone();
+    };
+    const auto plain_grad = input_grad(false);
+    EXPECT_LT(max_rel(input_grad(true), plain_grad), 1e-5);
+    model->set_gradient_checkpointing(false);
+  }
+}
+
 // Positional replacements (DiTFlow optimises them): the model's own tables passed in give the
 // same output (1e-6, float32 reruns of the same ops); other tables change it; a forward stopped
 // after block L captures what the full forward captures there. RoPE tables whose gradient is
